@@ -1,0 +1,246 @@
+"""Typed, frozen experiment configs, named presets and validated dotted overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+class ConfigError(ValueError):
+  """A config that cannot run; the message names the key and what is accepted."""
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+  """Noisy linear regression: x ~ N(0, Σ), w ~ N(0, τ²I), y = wᵀx + ε, ε ~ N(0, σ²)."""
+
+  dim: int = 8  # d
+  num_exemplars: int = 40  # N (x, y) pairs per prompt
+  noise_std: float = 0.0  # σ
+  weight_std: float = 1.0  # τ
+  # "identity" or "skewed": Σ = diag(i^-skew_power), rescaled so tr Σ = d.
+  x_cov: Literal["identity", "skewed"] = "identity"
+  skew_power: float = 1.0
+  # 0 means a fresh w for every prompt; P > 0 draws w from a fixed pool of P vectors.
+  task_pool_size: int = 0
+  # "gaussian" draws w ~ N(0, τ²I); "ones" fixes w = 1 (the probing control model).
+  weights: Literal["gaussian", "ones"] = "gaussian"
+  # "paper": x̃ = [0, x], ỹ = [y, 0_d] (d+1 wide); "garg": x̃ = x, ỹ = [y, 0_{d-1}] (d wide).
+  token_format: Literal["paper", "garg"] = "paper"
+  # Garg et al.-style curriculum: the first `curriculum_steps` steps use fewer active
+  # dimensions (the rest zero), growing linearly from `curriculum_start_dim` to d.
+  curriculum_start_dim: int = 0  # 0 = no curriculum
+  curriculum_steps: int = 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+  """A pre-LN decoder-only transformer with learned absolute positions."""
+
+  layers: int = 4  # L
+  hidden: int = 64  # H
+  heads: int = 4  # M
+  mlp_ratio: int = 4  # MLP width = mlp_ratio * H
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+  """AdamW with linear warmup then cosine decay."""
+
+  steps: int = 1000
+  batch_size: int = 64
+  lr: float = 1e-4
+  warmup_frac: float = 0.2
+  weight_decay: float = 0.0
+  grad_clip: float = 0.0  # 0 disables global-norm clipping
+  b1: float = 0.9
+  b2: float = 0.999
+  seed: int = 0  # model init
+  data_seed: int = 0  # the x, w and noise streams all fold in from this one
+  steps_per_call: int = 50  # steps fused into one jitted call (lax.scan)
+  checkpoint_every: int = 1000
+  keep_checkpoints: int = 3
+  multihost: bool = False  # call jax.distributed.initialize() before training
+
+
+@dataclass(frozen=True)
+class Config:
+  preset: str = "custom"
+  task: TaskConfig = field(default_factory=TaskConfig)
+  model: ModelConfig = field(default_factory=ModelConfig)
+  train: TrainConfig = field(default_factory=TrainConfig)
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  def hash(self) -> str:
+    """Short stable hash of everything that changes the trained weights."""
+    payload = self.to_dict()
+    payload.pop("preset")
+    # Bookkeeping knobs do not change the trajectory.
+    for key in ("checkpoint_every", "keep_checkpoints", "multihost"):
+      payload["train"].pop(key)
+    blob = json.dumps(payload, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:10]
+
+  def run_name(self) -> str:
+    return f"{self.preset}-{self.hash()}"
+
+
+# ---------------------------------------------------------------------------
+# Presets
+
+PRESETS: dict[str, Config] = {
+    # Seconds on a laptop CPU; used by the tests.
+    "tiny": Config(
+        preset="tiny",
+        task=TaskConfig(dim=4, num_exemplars=8),
+        model=ModelConfig(layers=2, hidden=32, heads=2),
+        train=TrainConfig(steps=600, batch_size=128, lr=1e-2, warmup_frac=0.05, grad_clip=1.0,
+                          steps_per_call=20, checkpoint_every=100),
+    ),
+    # Minutes on a 2-core CPU: the quick replication of Fig. 1 (see experiments/README.md).
+    "quick": Config(
+        preset="quick",
+        task=TaskConfig(dim=8, num_exemplars=20),
+        model=ModelConfig(layers=4, hidden=64, heads=4),
+        train=TrainConfig(steps=20000, batch_size=64, lr=1e-3, warmup_frac=0.025,
+                          grad_clip=1.0, steps_per_call=100, checkpoint_every=2000),
+    ),
+    # The paper's best model (Akyürek et al. 2023, §4): L16/H512/M4, d = 8, N = 40.
+    "paper": Config(
+        preset="paper",
+        task=TaskConfig(dim=8, num_exemplars=40),
+        model=ModelConfig(layers=16, hidden=512, heads=4),
+        train=TrainConfig(steps=500_000, batch_size=64, lr=1e-4, warmup_frac=0.2,
+                          steps_per_call=100, checkpoint_every=10_000),
+    ),
+}
+
+
+def get_preset(name: str) -> Config:
+  if name not in PRESETS:
+    raise ConfigError(f"unknown preset {name!r}; accepted: {', '.join(sorted(PRESETS))}")
+  return PRESETS[name]
+
+
+# ---------------------------------------------------------------------------
+# Overrides
+
+
+def _field_types(cls) -> dict[str, Any]:
+  return typing.get_type_hints(cls)
+
+
+def _parse_value(key: str, raw: str, typ: Any) -> Any:
+  origin = typing.get_origin(typ)
+  if origin is Literal:
+    choices = typing.get_args(typ)
+    if raw not in choices:
+      raise ConfigError(f"{key}={raw!r} is not accepted; accepted values: {', '.join(choices)}")
+    return raw
+  if typ is bool:
+    low = raw.lower()
+    if low in ("1", "true", "yes"):
+      return True
+    if low in ("0", "false", "no"):
+      return False
+    raise ConfigError(f"{key}={raw!r} is not a bool; use true or false")
+  if typ is int:
+    try:
+      return int(raw)
+    except ValueError:
+      raise ConfigError(f"{key}={raw!r} is not an int") from None
+  if typ is float:
+    try:
+      return float(raw)
+    except ValueError:
+      raise ConfigError(f"{key}={raw!r} is not a float") from None
+  if typ is str:
+    return raw
+  raise ConfigError(f"{key} cannot be set from the command line")
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Config:
+  """Applies `section.key=value` overrides, parsed by each field's declared type."""
+  sections = ("task", "model", "train")
+  for item in overrides:
+    if "=" not in item:
+      raise ConfigError(f"override {item!r} must look like section.key=value (e.g. model.layers=2)")
+    key, raw = item.split("=", 1)
+    parts = key.strip().split(".")
+    if len(parts) != 2 or parts[0] not in sections:
+      raise ConfigError(
+          f"unknown key {key!r}; keys look like section.key with section in {', '.join(sections)}")
+    section, name = parts
+    sub = getattr(cfg, section)
+    hints = _field_types(type(sub))
+    if name not in hints:
+      raise ConfigError(f"unknown key {key!r}; accepted keys in {section}: {', '.join(hints)}")
+    value = _parse_value(key, raw.strip(), hints[name])
+    cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(sub, **{name: value})})
+  validate(cfg)
+  return cfg
+
+
+def from_dict(payload: dict[str, Any]) -> Config:
+  """Inverse of Config.to_dict (used to read a run folder's config.json)."""
+  return Config(
+      preset=payload["preset"],
+      task=TaskConfig(**payload["task"]),
+      model=ModelConfig(**payload["model"]),
+      train=TrainConfig(**payload["train"]),
+  )
+
+
+def validate(cfg: Config, num_devices: int | None = None) -> None:
+  """Raises ConfigError naming the offending key for any config that cannot run."""
+  t, m, tr = cfg.task, cfg.model, cfg.train
+
+  def need(ok: bool, msg: str) -> None:
+    if not ok:
+      raise ConfigError(msg)
+
+  need(t.dim > 0, f"task.dim={t.dim} must be a positive int")
+  need(t.num_exemplars > 0, f"task.num_exemplars={t.num_exemplars} must be a positive int")
+  need(t.noise_std >= 0, f"task.noise_std={t.noise_std} must be >= 0 (it is σ, a standard deviation)")
+  need(t.weight_std > 0, f"task.weight_std={t.weight_std} must be > 0 (it is τ, a standard deviation)")
+  need(t.skew_power >= 0, f"task.skew_power={t.skew_power} must be >= 0")
+  need(t.task_pool_size >= 0, f"task.task_pool_size={t.task_pool_size} must be >= 0 (0 = no pool)")
+  need(0 <= t.curriculum_start_dim <= t.dim,
+       f"task.curriculum_start_dim={t.curriculum_start_dim} must be in [0, task.dim={t.dim}]")
+  need(t.curriculum_steps >= 0, f"task.curriculum_steps={t.curriculum_steps} must be >= 0")
+  if t.token_format == "garg":
+    need(t.dim >= 1, "task.dim must be >= 1 for the garg token format")
+  need(m.layers > 0, f"model.layers={m.layers} must be a positive int")
+  need(m.hidden > 0, f"model.hidden={m.hidden} must be a positive int")
+  need(m.heads > 0, f"model.heads={m.heads} must be a positive int")
+  need(m.hidden % m.heads == 0,
+       f"model.hidden={m.hidden} must be divisible by model.heads={m.heads}")
+  need(m.mlp_ratio > 0, f"model.mlp_ratio={m.mlp_ratio} must be a positive int")
+  need(tr.steps > 0, f"train.steps={tr.steps} must be a positive int")
+  need(tr.batch_size > 0, f"train.batch_size={tr.batch_size} must be a positive int")
+  need(tr.lr > 0, f"train.lr={tr.lr} must be > 0")
+  need(0 <= tr.warmup_frac < 1, f"train.warmup_frac={tr.warmup_frac} must be in [0, 1)")
+  need(tr.weight_decay >= 0, f"train.weight_decay={tr.weight_decay} must be >= 0")
+  need(tr.grad_clip >= 0, f"train.grad_clip={tr.grad_clip} must be >= 0 (0 disables clipping)")
+  need(0 <= tr.b1 < 1 and 0 <= tr.b2 < 1, "train.b1 and train.b2 must be in [0, 1)")
+  need(tr.steps_per_call > 0, f"train.steps_per_call={tr.steps_per_call} must be a positive int")
+  need(tr.checkpoint_every > 0, f"train.checkpoint_every={tr.checkpoint_every} must be a positive int")
+  need(tr.checkpoint_every % tr.steps_per_call == 0,
+       f"train.checkpoint_every={tr.checkpoint_every} must be a multiple of "
+       f"train.steps_per_call={tr.steps_per_call}, so checkpoints fall on call boundaries")
+  need(tr.keep_checkpoints > 0, f"train.keep_checkpoints={tr.keep_checkpoints} must be >= 1")
+  if num_devices is not None:
+    need(tr.batch_size % num_devices == 0,
+         f"train.batch_size={tr.batch_size} is not divisible by the {num_devices} visible devices; "
+         f"choose a multiple of {num_devices}")
+
+
+for _cfg in PRESETS.values():
+  validate(_cfg)
+del _cfg

@@ -1,0 +1,71 @@
+"""Bad configs are rejected before any work, with a one-line error naming the key."""
+
+import subprocess
+import sys
+
+import pytest
+
+from icl_lab import config
+from icl_lab.config import ConfigError, apply_overrides, get_preset
+
+
+def test_presets_are_valid_and_paper_matches_the_study():
+  for name in ("tiny", "quick", "paper"):
+    config.validate(get_preset(name))
+  paper = get_preset("paper")
+  assert (paper.model.layers, paper.model.hidden, paper.model.heads) == (16, 512, 4)
+  assert (paper.task.dim, paper.task.num_exemplars) == (8, 40)
+  assert (paper.train.batch_size, paper.train.steps, paper.train.lr) == (64, 500_000, 1e-4)
+  assert paper.train.warmup_frac == 0.2
+
+
+def test_overrides_parse_by_type_and_change_the_hash():
+  base = get_preset("tiny")
+  cfg = apply_overrides(base, ["model.layers=3", "task.noise_std=0.25", "task.token_format=garg"])
+  assert cfg.model.layers == 3 and cfg.task.noise_std == 0.25 and cfg.task.token_format == "garg"
+  assert cfg.hash() != base.hash()
+  # Bookkeeping does not change the run's identity.
+  assert apply_overrides(base, ["train.checkpoint_every=200"]).hash() == base.hash()
+
+
+@pytest.mark.parametrize("override, match", [
+    ("model.layrs=2", r"unknown key 'model.layrs'.*accepted keys in model: layers"),
+    ("modle.layers=2", r"unknown key 'modle.layers'"),
+    ("model.layers=two", r"model.layers='two' is not an int"),
+    ("task.noise_std=abc", r"task.noise_std='abc' is not a float"),
+    ("task.dim=0", r"task.dim=0 must be a positive int"),
+    ("task.dim=-3", r"task.dim=-3 must be a positive int"),
+    ("model.heads=3", r"model.hidden=32 must be divisible by model.heads=3"),
+    ("task.noise_std=-0.1", r"task.noise_std=-0.1 must be >= 0"),
+    ("task.token_format=bert", r"task.token_format='bert' is not accepted; accepted values: paper, garg"),
+    ("train.lr=0", r"train.lr=0.0 must be > 0"),
+    ("layers", r"must look like section.key=value"),
+])
+def test_bad_overrides_name_the_key(override, match):
+  with pytest.raises(ConfigError, match=match):
+    apply_overrides(get_preset("tiny"), [override])
+
+
+def test_unknown_preset_lists_the_accepted_ones():
+  with pytest.raises(ConfigError, match=r"unknown preset 'huge'; accepted: paper, quick, tiny"):
+    get_preset("huge")
+
+
+def test_batch_must_divide_over_devices():
+  with pytest.raises(ConfigError, match=r"train.batch_size=128 is not divisible by the 3 visible devices"):
+    config.validate(get_preset("tiny"), num_devices=3)
+
+
+def test_cli_rejects_bad_config_in_one_line_before_work(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, "-m", "icl_lab.cli", "train", "--preset", "tiny", "--set", "model.heads=5",
+       "--runs-dir", str(tmp_path)], capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines() == [
+      "icl-lab: config error: model.hidden=32 must be divisible by model.heads=5"]
+  assert not any(tmp_path.iterdir())  # nothing was started
+
+
+def test_config_round_trips_through_json():
+  cfg = apply_overrides(get_preset("quick"), ["task.noise_std=0.5"])
+  assert config.from_dict(cfg.to_dict()) == cfg

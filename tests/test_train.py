@@ -1,0 +1,124 @@
+"""Training learns, resumes bit for bit after an interruption, and fails loudly."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from icl_lab import config, tasks, train
+from icl_lab.config import apply_overrides, get_preset
+
+# Checkpoint often so an interruption can land between any two checkpoints.
+RESUME = ["train.steps=200", "train.checkpoint_every=40"]
+
+
+def _losses(run_dir):
+  return [(r["step"], r["loss"], r["loss_last"], r["grad_norm"]) for r in train.read_metrics(run_dir)]
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+  cfg = apply_overrides(get_preset("tiny"), RESUME)
+  return cfg, train.train(cfg, tmp_path_factory.mktemp("ref"), progress=False, quiet=True)
+
+
+def test_tiny_cli_run_learns_well_below_zero_predictor(tmp_path):
+  proc = subprocess.run([sys.executable, "-m", "icl_lab.cli", "train", "--preset", "tiny",
+                         "--runs-dir", str(tmp_path)], capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr
+  run_dir = Path(proc.stdout.strip().splitlines()[-1])
+  assert (run_dir / "done").exists() and (run_dir / "config.json").exists()
+  records = train.read_metrics(run_dir)
+  assert [r["step"] for r in records] == list(range(20, 601, 20))
+  assert set(records[0]) >= {"step", "loss", "lr", "grad_norm", "steps_per_s"}
+  baseline = tasks.zero_predictor_mse(get_preset("tiny").task)  # E[y²] = τ²d + σ² = 4
+  final = np.mean([r["loss"] for r in records[-3:]])
+  assert final < 0.6 * baseline, f"final loss {final:.3f} vs zero-predictor {baseline}"
+  # A finished run is reused, not retrained.
+  again = subprocess.run([sys.executable, "-m", "icl_lab.cli", "train", "--preset", "tiny",
+                          "--runs-dir", str(tmp_path)], capture_output=True, text=True, timeout=600)
+  assert "reusing finished run" in again.stdout + again.stderr
+  assert train.read_metrics(run_dir) == records
+
+
+def test_resume_after_interruption_at_random_step_is_exact(reference_run, tmp_path):
+  cfg, ref_dir = reference_run
+  stop = random.Random(os.getpid()).choice([s for s in range(20, 200, 20) if s % 40])
+  train.train(cfg, tmp_path, progress=False, quiet=True, stop_at_step=stop)
+  run_dir = train.run_dir_for(cfg, tmp_path)
+  assert not (run_dir / "done").exists()
+  train.train(cfg, tmp_path, progress=False, quiet=True)
+  assert _losses(run_dir) == _losses(ref_dir)  # bit for bit, not approximately
+  _, m1 = train.load_model(run_dir)
+  _, m2 = train.load_model(ref_dir)
+  b = tasks.sample_batch(cfg.task, 9, 0, 4)
+  from icl_lab.model import predict
+  np.testing.assert_array_equal(predict(m1, b.xs_BxNxD, b.ys_BxN), predict(m2, b.xs_BxNxD, b.ys_BxN))
+
+
+def test_resume_after_sigkill_is_exact(reference_run, tmp_path):
+  cfg, ref_dir = reference_run
+  cmd = [sys.executable, "-m", "icl_lab.cli", "train", "--preset", "tiny", "--runs-dir", str(tmp_path)]
+  cmd += sum((["--set", o] for o in RESUME), [])
+  proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  ckpt_dir = train.run_dir_for(cfg, tmp_path) / "checkpoints"
+  deadline = time.time() + 300
+  while time.time() < deadline and proc.poll() is None:
+    if ckpt_dir.exists() and any(p.name.isdigit() and int(p.name) >= 40 for p in ckpt_dir.iterdir()):
+      break
+    time.sleep(0.01)
+  time.sleep(random.Random(1).uniform(0, 0.3))
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+  assert rerun.returncode == 0, rerun.stderr
+  assert _losses(train.run_dir_for(cfg, tmp_path)) == _losses(ref_dir)
+
+
+def test_nan_loss_stops_with_step_and_cause_and_keeps_last_checkpoint(tmp_path):
+  cfg = apply_overrides(get_preset("tiny"), ["train.lr=1e30", "train.grad_clip=0", "train.warmup_frac=0",
+                                             "train.checkpoint_every=20"])
+  with pytest.raises(train.TrainingError, match=r"loss became (nan|inf|-inf) at step \d+\. Likely cause: the learning rate"):
+    train.train(cfg, tmp_path, progress=False, quiet=True)
+  run_dir = train.run_dir_for(cfg, tmp_path)
+  assert not (run_dir / "done").exists()
+  for rec in train.read_metrics(run_dir):
+    assert np.isfinite(rec["loss"])
+
+
+def test_corrupt_checkpoint_names_the_file_and_the_fix(reference_run, tmp_path):
+  cfg, ref_dir = reference_run
+  import shutil
+  run_dir = tmp_path / ref_dir.name
+  shutil.copytree(ref_dir, run_dir)
+  latest = max(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())
+  for f in (run_dir / "checkpoints" / str(latest)).rglob("*"):
+    if f.is_file() and f.stat().st_size > 0 and "metadata" not in f.name:
+      f.write_bytes(b"\x00garbage" * 4)
+  with pytest.raises(train.TrainingError, match=rf"checkpoint .*{latest} is unreadable.*Delete that step folder"):
+    train.load_model(run_dir)
+
+
+def test_run_folder_of_another_config_is_refused(tmp_path):
+  cfg = apply_overrides(get_preset("tiny"), ["train.steps=20"])
+  run_dir = train.run_dir_for(cfg, tmp_path)
+  run_dir.mkdir(parents=True)
+  other = apply_overrides(cfg, ["model.layers=1"])
+  (run_dir / "config.json").write_text(json.dumps(other.to_dict()))
+  with pytest.raises(train.TrainingError, match="different config"):
+    train.train(cfg, tmp_path, progress=False, quiet=True)
+
+
+def test_schedule_warms_up_then_decays_to_zero():
+  tcfg = get_preset("paper").train
+  sched = train.make_schedule(tcfg)
+  assert float(sched(0)) == 0.0
+  assert float(sched(100_000)) == pytest.approx(1e-4)
+  assert float(sched(300_000)) < 1e-4 and float(sched(500_000)) == pytest.approx(0.0, abs=1e-12)
