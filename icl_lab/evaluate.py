@@ -1,0 +1,97 @@
+"""Prefix-by-prefix comparison of a trained transformer with the reference learners."""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, Sequence
+
+import jax
+import numpy as np
+from flax import nnx
+
+from icl_lab import learners, metrics, tasks
+from icl_lab import model as model_lib
+from icl_lab.config import TaskConfig
+
+# Held-out prompts come from their own data seed, far from any training seed, at step 0.
+EVAL_SEED = 1_000_003
+
+
+def eval_batch(task_cfg: TaskConfig, num_prompts: int, seed: int = EVAL_SEED) -> tasks.Batch:
+  return tasks.sample_batch(task_cfg, seed, 0, num_prompts, use_curriculum=False)
+
+
+def model_predict_fn(model: model_lib.Transformer, token_format: str = "paper") -> Callable:
+  """A jitted `(xs_BxNxD, ys_BxN) -> preds_BxN` with the learners' call signature."""
+  graphdef, state = nnx.split(model)
+
+  @jax.jit
+  def predict(state, xs_BxNxD, ys_BxN):
+    return model_lib.predict(nnx.merge(graphdef, state), xs_BxNxD, ys_BxN, token_format)
+
+  return functools.partial(predict, state)
+
+
+def predict_in_chunks(predict_fn: Callable, xs_BxNxD, ys_BxN, chunk: int = 512) -> np.ndarray:
+  out = [np.asarray(learners.preds_of(predict_fn(xs_BxNxD[i:i + chunk], ys_BxN[i:i + chunk])))
+         for i in range(0, xs_BxNxD.shape[0], chunk)]
+  return np.concatenate(out)
+
+
+def compare(predict_fn: Callable, batch: tasks.Batch, learner_names: Sequence[str], *,
+            weights_prompts: int = 64, num_probes: int | None = None, seed: int = 0,
+            learner_context: dict | None = None) -> dict:
+  """SPD/d, MSPD/d, ILWD, error against the truth and implicit-fit R², per prefix length.
+
+  SPD and errors use every prompt in `batch`; the implicit weights (ILWD, R²) need
+  num_probes forward passes per prompt and prefix, so they use the first `weights_prompts`.
+  Learners that are linear by construction contribute their exact weights.
+  """
+  xs_BxNxD, ys_BxN = batch.xs_BxNxD, batch.ys_BxN
+  n, d = xs_BxNxD.shape[1], xs_BxNxD.shape[2]
+  key = jax.random.key(seed)
+  sub = slice(0, min(weights_prompts, xs_BxNxD.shape[0]))
+  preds_model_BxN = predict_in_chunks(predict_fn, xs_BxNxD, ys_BxN)
+  w_model_BxNxD, r2_BxN = metrics.implicit_weights(predict_fn, xs_BxNxD[sub], ys_BxN[sub], key,
+                                                   num_probes=num_probes)
+  result = {
+      "d": d, "prefix_lengths": list(range(n)), "num_prompts": int(xs_BxNxD.shape[0]),
+      "weights_prompts": int(w_model_BxNxD.shape[0]),
+      "spd_over_d": {}, "mspd_over_d": {}, "ilwd": {}, "error_vs_truth": {}, "error_ci95": {},
+      "implicit_r2": {"mean": r2_BxN.mean(0).tolist(),
+                      "q10": np.quantile(r2_BxN, 0.1, axis=0).tolist(),
+                      "q90": np.quantile(r2_BxN, 0.9, axis=0).tolist()},
+  }
+
+  def add_error(name, preds_BxN):
+    err = metrics.error_vs_truth(preds_BxN, ys_BxN, seed=seed)
+    result["error_vs_truth"][name] = np.asarray(err["mean"]).tolist()
+    result["error_ci95"][name] = [np.asarray(err["low"]).tolist(), np.asarray(err["high"]).tolist()]
+
+  add_error("transformer", preds_model_BxN)
+  for name in learner_names:
+    learner = learners.get_learner(name, **(learner_context or {}))
+    out = learner(xs_BxNxD, ys_BxN)
+    spd_N = metrics.spd_over_d(preds_model_BxN, out.preds_BxN, d)
+    result["spd_over_d"][name] = spd_N.tolist()
+    result["mspd_over_d"][name] = metrics.mspd(spd_N, d)
+    if out.weights_BxNxD is not None:
+      w_BxNxD = np.asarray(out.weights_BxNxD)[sub]
+    else:  # non-linear learners (k-NN) get the same implicit linear fit as the transformer
+      w_BxNxD, _ = metrics.implicit_weights(learner, xs_BxNxD[sub], ys_BxN[sub], key, num_probes=num_probes)
+    result["ilwd"][name] = metrics.ilwd(w_model_BxNxD, w_BxNxD).tolist()
+    add_error(name, out.preds_BxN)
+  full = {k: v["full"] for k, v in result["mspd_over_d"].items()}
+  result["closest_learner"] = min(full, key=full.get)
+  return result
+
+
+def mspd_table(result: dict) -> str:
+  """A short text table of MSPD/d per learner, the closest one marked."""
+  rows = result["mspd_over_d"]
+  best = min(rows, key=lambda k: rows[k]["full"])
+  lines = [f"{'learner':16s} {'MSPD/d (all n)':>15s} {'MSPD/d (n<d)':>13s}"]
+  for name, v in sorted(rows.items(), key=lambda kv: kv[1]["full"]):
+    mark = "  <- closest" if name == best else ""
+    lines.append(f"{name:16s} {v['full']:15.4g} {v['underdetermined']:13.4g}{mark}")
+  return "\n".join(lines)
