@@ -1,0 +1,113 @@
+"""SPD, MSPD, ILWD, implicit weights and bootstrap error on inputs with known answers."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from icl_lab import learners as L
+from icl_lab import metrics as M
+
+
+def prompts(b=4, n=8, d=4, noise=0.0, seed=0):
+  rng = np.random.default_rng(seed)
+  xs = rng.standard_normal((b, n, d)).astype(np.float32)
+  ys = (np.einsum("bnd,bd->bn", xs, rng.standard_normal((b, d)))
+        + noise * rng.standard_normal((b, n))).astype(np.float32)
+  return jnp.asarray(xs), jnp.asarray(ys)
+
+
+def test_spd_and_ilwd_on_known_inputs():
+  a_BxN = np.zeros((3, 5))
+  b_BxN = np.array([[1.0] * 5, [2.0] * 5, [3.0] * 5]) * np.arange(5)
+  expected_N = np.mean(np.array([1, 4, 9])[:, None] * np.arange(5) ** 2, axis=0)
+  np.testing.assert_allclose(M.spd(a_BxN, b_BxN), expected_N)
+  np.testing.assert_allclose(M.spd_over_d(a_BxN, b_BxN, d=4), expected_N / 4)
+  assert M.spd(jnp.ones((3, 5)), L.LearnerOutput(jnp.ones((3, 5)), None)).dtype == np.float64
+  w_a = np.zeros((2, 3, 2))
+  w_b = np.stack([np.full((3, 2), 1.0), np.full((3, 2), 2.0)])  # ‖·‖² = 2 and 8
+  np.testing.assert_allclose(M.ilwd(w_a, w_b), [5.0, 5.0, 5.0])
+  with pytest.raises(ValueError, match="same 2-D shape"):
+    M.spd(np.zeros((3, 5)), np.zeros((3, 4)))
+  with pytest.raises(ValueError, match="same 3-D shape"):
+    M.ilwd(w_a, w_b[:, :2])
+
+
+def test_mspd_ranges_include_zero_context():
+  spd_N = np.arange(10.0)
+  assert M.mspd(spd_N, d=4) == {"underdetermined": 1.5, "full": 4.5}  # n = 0..3, and 0..9
+  assert M.mspd(spd_N[:3], d=8) == {"underdetermined": 1.0, "full": 1.0}  # N < d: all are n < d
+  with pytest.raises(ValueError, match="d=0 must be >= 1"):
+    M.mspd(spd_N, d=0)
+
+
+LINEAR = ("ols", "ridge(0.1)", "bayes(0.5,1.0)", "gd(0.02)", "gd_k(0.01,3)", "sgd(0.03)",
+          "averaging", "dmmse")
+
+
+@pytest.mark.parametrize("name", LINEAR)
+def test_implicit_weights_recover_linear_learners(name):
+  xs, ys = prompts(noise=0.3)
+  pool = jax.random.normal(jax.random.key(1), (5, 4))
+  fn = L.get_learner(name, pool_PxD=pool, noise_std=0.3)
+  # Learners jit internally with α and λ traced, so jit=False shares one compilation across names.
+  w_fit, r2 = M.implicit_weights(fn, xs, ys, jax.random.key(0), jit=False)
+  w_true = np.asarray(fn(xs, ys).weights_BxNxD, np.float64)
+  scale = np.maximum(np.linalg.norm(w_true, axis=-1, keepdims=True), 1.0)
+  np.testing.assert_allclose(w_fit / scale, w_true / scale, atol=1e-5)
+  np.testing.assert_allclose(r2, 1.0, atol=1e-8)
+  assert w_fit.shape == xs.shape and r2.shape == ys.shape
+
+
+def test_implicit_weights_chunking_and_nonlinear_learner():
+  xs, ys = prompts(noise=0.3)
+  knn = L.get_learner("knn3_uniform")
+  w_big, r2_big = M.implicit_weights(knn, xs, ys, jax.random.key(0))  # default: wrapped in jit
+  w_small, r2_small = M.implicit_weights(knn, xs, ys, jax.random.key(0), chunk=37,
+                                         jit=False)  # padded tail
+  # Equal up to float32 rounding of reductions whose order depends on the batch size.
+  np.testing.assert_allclose(w_small, w_big, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(r2_small, r2_big, rtol=1e-5, atol=1e-5)
+  # With at most k context points k-NN averages all of them: constant in x′, so R² = 1 ...
+  np.testing.assert_array_equal(r2_big[:, :4], 1.0)
+  # ... beyond that it is piecewise constant in x′, far from linear.
+  assert r2_big[:, 5:].mean() < 0.9
+
+
+def test_implicit_weights_of_the_transformer_and_bare_preds():
+  from icl_lab import config, model  # the transformer's `predict` returns bare preds_BxN
+  cfg = config.get_preset("tiny")
+  net = model.build_model(cfg.model, cfg.task, seed=0)
+  xs, ys = prompts(b=2, n=cfg.task.num_exemplars, d=cfg.task.dim)
+  w, r2 = M.implicit_weights(lambda a, b: model.predict(net, a, b), xs, ys, jax.random.key(0),
+                             num_probes=cfg.task.dim + 1)
+  assert w.shape == xs.shape and r2.shape == ys.shape
+  assert np.all(np.isfinite(w)) and np.all(r2 <= 1 + 1e-9)
+
+
+def test_implicit_weights_validates_probes():
+  xs, ys = prompts()
+  with pytest.raises(ValueError, match="num_probes=4 must be >= d \\+ 1 = 5"):
+    M.implicit_weights(L.ols, xs, ys, jax.random.key(0), num_probes=4)
+  with pytest.raises(ValueError, match="chunk=0"):
+    M.implicit_weights(L.ols, xs, ys, jax.random.key(0), chunk=0)
+
+
+def test_bootstrap_ci_contains_mean_and_narrows():
+  rng = np.random.default_rng(0)
+
+  def width(b):
+    preds, ys = rng.standard_normal((b, 6)), rng.standard_normal((b, 6))
+    out = M.error_vs_truth(preds, ys, seed=1, num_boot=500)
+    np.testing.assert_allclose(out["mean"], np.mean((preds - ys) ** 2, axis=0))
+    assert np.all(out["low"] <= out["mean"]) and np.all(out["mean"] <= out["high"])
+    return np.mean(out["high"] - out["low"])
+
+  narrow, wide = width(1600), width(25)
+  assert narrow < wide / 4  # ~1/√B: 8x narrower in expectation
+  with pytest.raises(ValueError, match="ci=1.5"):
+    M.error_vs_truth(np.zeros((2, 3)), np.zeros((2, 3)), ci=1.5)
+  with pytest.raises(ValueError, match="num_boot=0"):
+    M.error_vs_truth(np.zeros((2, 3)), np.zeros((2, 3)), num_boot=0)
