@@ -11,7 +11,7 @@ from _common import base_config, parser
 from icl_lab import manifest, sweeps
 
 # The quick grid trains five CPU models, so each gets fewer steps than the Fig. 1 model.
-OVERRIDES = {"quick": ["train.steps=10000", "train.checkpoint_every=1000"]}
+OVERRIDES = {"quick": ["train.steps=10000", "task.curriculum_steps=4000", "train.checkpoint_every=1000"]}
 
 if __name__ == "__main__":
   args = parser(__doc__).parse_args()

@@ -12,7 +12,7 @@ from _common import base_config, parser
 from icl_lab import manifest, sweeps
 
 # Fourteen CPU models: each gets a quarter of the Fig. 1 budget.
-OVERRIDES = {"quick": ["train.steps=5000", "train.checkpoint_every=1000"]}
+OVERRIDES = {"quick": ["train.steps=5000", "task.curriculum_steps=2000", "train.checkpoint_every=1000"]}
 
 if __name__ == "__main__":
   args = parser(__doc__).parse_args()
