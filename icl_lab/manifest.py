@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import platform
 import shlex
@@ -16,13 +17,15 @@ import jax
 from icl_lab.io import read_json, write_json
 
 
+@functools.cache
 def git_commit() -> str:
-  """HEAD's hash, with '+dirty' when the lab's code differs from it."""
+  """HEAD's hash, with '+dirty' when the lab's code differs from it; read once, at import,
+  so a long study records the code it started with even if commits land meanwhile."""
   root = Path(__file__).resolve().parent.parent
   try:
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                           check=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "icl_lab", "experiments"],
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "icl_lab", "experiments"],
                            cwd=root, capture_output=True, text=True, check=True).stdout.strip()
   except (OSError, subprocess.CalledProcessError):
     return "unknown"
@@ -60,3 +63,6 @@ def record(out_dir: str | Path, name: str, *, preset: str, seeds: dict[str, Any]
       "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), **extra,
   }
   write_json(path, dict(sorted(manifest.items())))
+
+
+git_commit()

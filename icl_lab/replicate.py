@@ -26,9 +26,10 @@ def run_fig1(cfg: Config, runs_dir: str | Path = "runs", out_dir: str | Path = "
                             learners.FIG1_LEARNERS, weights_prompts=weights_prompts)
   eval_s = time.perf_counter() - t_eval
   seeds = {"model_init": cfg.train.seed, "train_data": cfg.train.data_seed,
-           "eval_data": evaluate.EVAL_SEED, "probes": 0}
-  meta = {"preset": cfg.preset, "run": run_dir.name, "config": cfg.to_dict(),
-          "train_wall_s": done["wall_s"], "train_steps_per_s": done["steps_per_s"], "eval_wall_s": eval_s}
+           "eval_data": evaluate.EVAL_SEED, "implicit_weight_probes": 0}
+  train_s = train.train_seconds(run_dir)
+  meta = {"preset": cfg.preset, "run": run_dir.name, "config": cfg.to_dict(), "train_wall_s": train_s,
+          "train_steps_per_s": done["steps_per_s"], "eval_wall_s": eval_s}
   fig1 = {**meta, **result}
   customized = cfg.preset not in PRESETS or cfg != PRESETS[cfg.preset]
   stem1 = manifest.results_stem("fig1_noiseless", cfg, customized)
@@ -42,7 +43,7 @@ def run_fig1(cfg: Config, runs_dir: str | Path = "runs", out_dir: str | Path = "
   plotting.plot_fig6(out_dir / f"{stem6}.json")
   # Wall clock of the whole study: training (possibly in an earlier, resumed or reused
   # invocation) plus this evaluation.
-  wall = done["wall_s"] + eval_s
+  wall = train_s + eval_s
   for stem in (stem1, stem6):
     manifest.record(out_dir, stem, preset=cfg.preset, seeds=seeds, wall_s=wall, run=run_dir.name,
                     this_invocation_s=round(time.perf_counter() - t0, 1))

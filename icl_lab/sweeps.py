@@ -33,7 +33,7 @@ def _train_all(cfgs: Sequence[Config], runs_dir) -> tuple[list[Path], float]:
   for i, cfg in enumerate(cfgs):
     print(f"[{i + 1}/{len(cfgs)}] {train.config_summary(cfg)} seed={cfg.train.seed}", flush=True)
     run_dir = train.train(cfg, runs_dir)
-    wall += json.loads((run_dir / "done").read_text())["wall_s"]
+    wall += train.train_seconds(run_dir)
     run_dirs.append(run_dir)
   return run_dirs, wall
 

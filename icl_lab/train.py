@@ -259,11 +259,21 @@ def train(cfg: Config, runs_dir: str | os.PathLike = "runs", *, progress: bool |
   mngr.close()
   if step == tr.steps:
     wall = time.perf_counter() - t_start
-    summary = {"steps": tr.steps, "resumed_from": start, "wall_s": wall,
+    # Training time over every invocation (a resumed run spans several), from the log.
+    records = read_metrics(run_dir)
+    steps_prev = [0] + [r["step"] for r in records[:-1]]
+    logged = sum((r["step"] - p) / r["steps_per_s"] for r, p in zip(records, steps_prev))
+    summary = {"steps": tr.steps, "resumed_from": start, "wall_s": wall, "train_s_all_invocations": logged,
                "steps_per_s": (tr.steps - start) / max(wall, 1e-9),
                "device": jax.devices()[0].device_kind, "num_devices": jax.device_count()}
     atomic_write_text(run_dir / "done", json.dumps(summary) + "\n")
   return run_dir
+
+
+def train_seconds(run_dir: str | os.PathLike) -> float:
+  """Training wall time of a finished run, summed over every invocation that built it."""
+  done = json.loads((Path(run_dir) / "done").read_text())
+  return float(done.get("train_s_all_invocations", done["wall_s"]))
 
 
 def load_model(run_dir: str | os.PathLike) -> tuple[Config, model_lib.Transformer]:
