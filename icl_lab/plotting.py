@@ -130,7 +130,7 @@ PLOTTERS: dict[str, str] = {
     "fig3_depth_width": "icl_lab.plotting:plot_fig3",
     "fig6_linearity": "icl_lab.plotting:plot_fig6",
     "fig4_probes": "icl_lab.plot_probes:plot_fig4",
-    "constructions": "icl_lab.constructions.plot:plot_constructions",
+    "constructions": "icl_lab.constructions.study:plot",
 }
 
 
@@ -150,5 +150,5 @@ def redraw_all(out_dir: str | Path = "figures") -> list[Path]:
       continue
     plot = plotter_for(json_path.stem)
     if plot is not None:
-      drawn += plot(json_path)
+      drawn += [Path(p) for p in plot(json_path)]
   return drawn
