@@ -20,3 +20,18 @@ def base_config(args, figure_overrides: dict[str, list[str]] | None = None) -> c
   """The preset, then the figure's own per-preset overrides, then the user's."""
   extra = (figure_overrides or {}).get(args.preset, [])
   return config.apply_overrides(config.get_preset(args.preset), [*extra, *args.overrides])
+
+
+def run_figure(doc: str, figure_overrides: dict[str, list[str]], name: str, study) -> None:
+  """Parses the command line and runs `study(base_config, results_stem, runs_dir=, out_dir=)`."""
+  import sys
+
+  from icl_lab import manifest
+
+  args = parser(doc).parse_args()
+  try:
+    base = base_config(args, figure_overrides)
+    stem = manifest.results_stem(name, base, customized=bool(args.overrides))
+    study(base, stem, runs_dir=args.runs_dir, out_dir=args.out)
+  except ValueError as err:  # ConfigError and bad learner names are ValueErrors
+    sys.exit(f"error: {err}")

@@ -10,9 +10,14 @@ from _common import base_config, parser
 
 from icl_lab import replicate
 
-if __name__ == "__main__":
-  args = parser(__doc__).parse_args()
+
+def main(doc: str = __doc__) -> None:
+  args = parser(doc).parse_args()
   try:
     replicate.main(base_config(args), runs_dir=args.runs_dir, out_dir=args.out)
   except ValueError as err:
     sys.exit(f"error: {err}")
+
+
+if __name__ == "__main__":
+  main()

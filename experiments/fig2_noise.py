@@ -4,20 +4,12 @@
   python experiments/fig2_noise.py --preset paper
 """
 
-import sys
+from _common import run_figure
 
-from _common import base_config, parser
-
-from icl_lab import manifest, sweeps
+from icl_lab import sweeps
 
 # The quick grid trains five CPU models, so each gets fewer steps than the Fig. 1 model.
 OVERRIDES = {"quick": ["train.steps=10000", "task.curriculum_steps=4000", "train.checkpoint_every=1000"]}
 
 if __name__ == "__main__":
-  args = parser(__doc__).parse_args()
-  try:
-    base = base_config(args, OVERRIDES)
-    stem = manifest.results_stem("fig2_noise", base, customized=bool(args.overrides))
-    sweeps.run_fig2(base, stem, runs_dir=args.runs_dir, out_dir=args.out)
-  except ValueError as err:
-    sys.exit(f"error: {err}")
+  run_figure(__doc__, OVERRIDES, "fig2_noise", sweeps.run_fig2)

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from icl_lab.io import read_json  # noqa: E402
+from icl_lab.plotting import save_figure  # noqa: E402
 
 HEAD_STYLE = {"linear": ("tab:blue", "linear probe"), "mlp": ("tab:orange", "MLP probe"),
               "last_token_ridge": ("tab:gray", "ridge, last token")}
@@ -30,19 +31,10 @@ def _token_labels(seq_len: int) -> list[str]:
   return [f"{'x' if t % 2 == 0 else 'y'}{t // 2 + 1}" for t in range(seq_len)]
 
 
-def _save(fig, stem: Path) -> list[Path]:
-  paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
-  for path in paths:
-    fig.savefig(path, dpi=150, bbox_inches="tight")
-  plt.close(fig)
-  return paths
-
-
-def _error_figure(res: dict, stem: Path) -> list[Path]:
+def _error_panels(res: dict, fig) -> None:
   targets, layers = res["targets"], np.asarray(res["layers"])
   has_control = "control" in res
-  fig, axes = plt.subplots(2, len(targets), figsize=(4.6 * len(targets), 6.4), squeeze=False,
-                           sharex=True, layout="constrained")
+  axes = fig.subplots(2, len(targets), squeeze=False, sharex=True)
   for col, target in enumerate(targets):
     ax_mse, ax_r2 = axes[0, col], axes[1, col]
     for head in res["heads"]:
@@ -71,15 +63,15 @@ def _error_figure(res: dict, stem: Path) -> list[Path]:
   if has_control:
     title += "; dashed: control trained with w = 1"
   fig.suptitle(title, fontsize=10)
-  return _save(fig, stem)
 
 
-def _attention_figure(res: dict, stem: Path) -> list[Path]:
-  targets = [t for t in res["targets"] if t in res.get("attention", {})]
-  if not targets:
-    return []
-  fig, axes = plt.subplots(len(targets), 2, figsize=(11, 3.4 * len(targets)), squeeze=False,
-                           layout="constrained")
+def _attention_targets(res: dict) -> list[str]:
+  return [t for t in res["targets"] if t in res.get("attention", {})]
+
+
+def _attention_panels(res: dict, fig) -> None:
+  targets = _attention_targets(res)
+  axes = fig.subplots(len(targets), 2, squeeze=False)
   for row, target in enumerate(targets):
     att = res["attention"][target]
     by_layer_LxT = np.array(att["mean_by_layer"], np.float64)
@@ -101,14 +93,20 @@ def _attention_figure(res: dict, stem: Path) -> list[Path]:
     axes[row, 0].axhline(att["layer"], color="w", lw=0.8, ls="--")
     axes[row, 0].set_xlabel("token position")
     axes[row, 1].set_xlabel("token position")
-  return _save(fig, stem)
 
 
 def plot_fig4(json_path: str | os.PathLike) -> list[Path]:
-  """Draws fig4 (error and R² by layer) and its attention heat maps beside the JSON; returns paths."""
+  """Draws fig4 beside its JSON: error and R² by layer on top, the probes' position attention
+  heat maps below (one figure, so every PNG has a results JSON of the same name)."""
   json_path = Path(json_path)
   res = read_json(json_path)
-  stem = json_path.with_suffix("")
-  paths = _error_figure(res, stem)
-  paths += _attention_figure(res, stem.with_name(stem.name + "_attention"))
-  return paths
+  att_rows = len(_attention_targets(res))
+  width = max(4.6 * len(res["targets"]), 11)
+  fig = plt.figure(figsize=(width, 6.4 + 3.4 * att_rows), layout="constrained")
+  if att_rows:
+    top, bottom = fig.subfigures(2, 1, height_ratios=[6.4, 3.4 * att_rows])
+    _error_panels(res, top)
+    _attention_panels(res, bottom)
+  else:
+    _error_panels(res, fig)
+  return save_figure(fig, json_path)

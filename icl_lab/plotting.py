@@ -22,7 +22,8 @@ COLORS = {
 }
 
 
-def _save(fig, json_path: Path) -> list[Path]:
+def save_figure(fig, json_path: Path) -> list[Path]:
+  """Writes the figure as PNG and PDF beside its results JSON; returns both paths."""
   paths = [json_path.with_suffix(".png"), json_path.with_suffix(".pdf")]
   for p in paths:
     fig.savefig(p, dpi=150, bbox_inches="tight")
@@ -55,7 +56,7 @@ def plot_fig1(json_path: str | Path) -> list[Path]:
   axes[2].set_title("error against the targets")
   axes[2].legend(fontsize=7, ncol=2)
   fig.suptitle(f"Fig. 1 (noiseless, d = {d}, preset {r.get('preset', '?')})")
-  return _save(fig, json_path)
+  return save_figure(fig, json_path)
 
 
 def plot_fig2(json_path: str | Path) -> list[Path]:
@@ -78,7 +79,7 @@ def plot_fig2(json_path: str | Path) -> list[Path]:
     ax.set_title(title)
     fig.colorbar(im, ax=ax, label="log10 MSPD/d")
   fig.suptitle("Fig. 2: which ridge the transformer matches under noise (column minimum in bold)")
-  return _save(fig, json_path)
+  return save_figure(fig, json_path)
 
 
 def plot_fig3(json_path: str | Path) -> list[Path]:
@@ -102,7 +103,7 @@ def plot_fig3(json_path: str | Path) -> list[Path]:
     ax.grid(alpha=0.3, which="both", lw=0.4)
   axes[0][-1].legend(fontsize=7)
   fig.suptitle(f"Fig. 3: depth and width (d = {r['d']}, {r.get('seeds_per_point', '?')} seeds per point)")
-  return _save(fig, json_path)
+  return save_figure(fig, json_path)
 
 
 def plot_fig6(json_path: str | Path) -> list[Path]:
@@ -119,7 +120,7 @@ def plot_fig6(json_path: str | Path) -> list[Path]:
   ax.set_ylim(min(0.0, min(r["r2_q10"])), 1.02)
   ax.legend(fontsize=8)
   ax.set_title(f"Fig. 6: linearity of the transformer (d = {r['d']})")
-  return _save(fig, json_path)
+  return save_figure(fig, json_path)
 
 
 # Results stem prefix -> "module:function" that draws it; imported lazily so one broken

@@ -166,6 +166,5 @@ def test_probe_study_json_and_figure(tmp_path):
   path = tmp_path / "fig4_probes.json"
   path.write_text(json.dumps(payload))
   paths = plot_probes.plot_fig4(path)
-  assert {p.name for p in paths} == {"fig4_probes.png", "fig4_probes.pdf",
-                                     "fig4_probes_attention.png", "fig4_probes_attention.pdf"}
+  assert {p.name for p in paths} == {"fig4_probes.png", "fig4_probes.pdf"}
   assert all(p.stat().st_size > 0 for p in paths)
