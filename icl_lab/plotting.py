@@ -63,7 +63,7 @@ def plot_fig2(json_path: str | Path) -> list[Path]:
   """Heat maps of MSPD/d: rows = learners, columns = σ²/τ² of the model's training data."""
   json_path = Path(json_path)
   r = read_json(json_path)
-  fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+  fig, axes = plt.subplots(1, 2, figsize=(13, 4.4), layout="constrained")
   for ax, key, title in ((axes[0], "mspd_over_d_underdetermined", "MSPD/d, n < d"),
                          (axes[1], "mspd_over_d_full", "MSPD/d, all n")):
     m_RxC = np.asarray(r[key], float)
