@@ -31,8 +31,9 @@ def cmd_train(args) -> None:
 
 
 def cmd_presets(args) -> None:
+  from icl_lab.train import config_summary
+
   for name, cfg in sorted(config_lib.PRESETS.items()):
-    from icl_lab.train import config_summary
     print(f"{name:8s} {config_summary(cfg)}")
     if args.verbose:
       print(json.dumps(cfg.to_dict(), indent=2))

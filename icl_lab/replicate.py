@@ -3,7 +3,6 @@ reference learner (the paper's Fig. 1), plus the linearity of its predictions (F
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ def run_fig1(cfg: Config, runs_dir: str | Path = "runs", out_dir: str | Path = "
   out_dir = Path(out_dir)
   t0 = time.perf_counter()
   run_dir = train.train(cfg, runs_dir)
-  done = json.loads((run_dir / "done").read_text())
+  done = train.read_done(run_dir)
   _, model = train.load_model(run_dir)
   print("evaluating against the reference learners ...", flush=True)
   t_eval = time.perf_counter()
@@ -27,7 +26,7 @@ def run_fig1(cfg: Config, runs_dir: str | Path = "runs", out_dir: str | Path = "
   eval_s = time.perf_counter() - t_eval
   seeds = {"model_init": cfg.train.seed, "train_data": cfg.train.data_seed,
            "eval_data": evaluate.EVAL_SEED, "implicit_weight_probes": 0}
-  train_s = train.train_seconds(run_dir)
+  train_s = done["train_s"]
   meta = {"preset": cfg.preset, "run": run_dir.name, "config": cfg.to_dict(), "train_wall_s": train_s,
           "train_steps_per_s": done["steps_per_s"], "eval_wall_s": eval_s}
   fig1 = {**meta, **result}

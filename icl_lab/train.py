@@ -270,10 +270,16 @@ def train(cfg: Config, runs_dir: str | os.PathLike = "runs", *, progress: bool |
   return run_dir
 
 
-def train_seconds(run_dir: str | os.PathLike) -> float:
-  """Training wall time of a finished run, summed over every invocation that built it."""
+def read_done(run_dir: str | os.PathLike) -> dict[str, Any]:
+  """A finished run's summary, with `train_s`: training wall time over every invocation that
+  built it (runs finished before that was logged fall back to their last invocation's)."""
   done = json.loads((Path(run_dir) / "done").read_text())
-  return float(done.get("train_s_all_invocations", done["wall_s"]))
+  done["train_s"] = float(done.get("train_s_all_invocations", done["wall_s"]))
+  return done
+
+
+def train_seconds(run_dir: str | os.PathLike) -> float:
+  return read_done(run_dir)["train_s"]
 
 
 def load_model(run_dir: str | os.PathLike) -> tuple[Config, model_lib.Transformer]:
