@@ -38,10 +38,15 @@ def _train_all(cfgs: Sequence[Config], runs_dir) -> tuple[list[Path], float]:
   return run_dirs, wall
 
 
+def fig2_configs(base: Config, grid=NOISE_GRID) -> list[Config]:
+  """One config per (σ, τ) of the noise grid."""
+  return [_with(base, "task", noise_std=s, weight_std=t) for s, t in grid]
+
+
 def run_fig2(base: Config, stem: str, runs_dir="runs", out_dir="figures", num_prompts: int = 1024,
              grid=NOISE_GRID, rows: Sequence[str] = FIG2_ROWS) -> dict:
   """One model per (σ, τ); MSPD/d between each model and OLS / ridge(λ) on its own noise level."""
-  cfgs = [_with(base, "task", noise_std=s, weight_std=t) for s, t in grid]
+  cfgs = fig2_configs(base, grid)
   run_dirs, train_wall = _train_all(cfgs, runs_dir)
   t_eval = time.perf_counter()
   d = base.task.dim
@@ -77,17 +82,21 @@ def _lam(row: str) -> float:
   return 0.0 if row == "ols" else float(row[row.index("(") + 1:-1])
 
 
+def fig3_configs(base: Config, seeds: Sequence[int] = (0, 1), depths=FIG3_DEPTHS, widths=FIG3_WIDTHS,
+                 fixed_width: int = 64, fixed_depth: int = 4) -> dict[str, list[list[Config]]]:
+  """Panel ("depth" / "width") -> one list of per-seed configs per swept value."""
+  def one(layers: int, hidden: int, s: int) -> Config:
+    return _with(_with(base, "model", layers=layers, hidden=hidden), "train", seed=s, data_seed=s)
+  return {"depth": [[one(L, fixed_width, s) for s in seeds] for L in depths],
+          "width": [[one(fixed_depth, H, s) for s in seeds] for H in widths]}
+
+
 def run_fig3(base: Config, stem: str, runs_dir="runs", out_dir="figures", seeds: Sequence[int] = (0, 1),
              depths=FIG3_DEPTHS, widths=FIG3_WIDTHS, fixed_width: int = 64, fixed_depth: int = 4,
              num_prompts: int = 1024, learner_names: Sequence[str] = FIG3_LEARNERS) -> dict:
   """MSPD/d to each learner against depth (at fixed width) and width (at fixed depth)."""
   d = base.task.dim
-  sweeps = {
-      "depth": [[_with(_with(base, "model", layers=L, hidden=fixed_width), "train", seed=s, data_seed=s)
-                 for s in seeds] for L in depths],
-      "width": [[_with(_with(base, "model", layers=fixed_depth, hidden=H), "train", seed=s, data_seed=s)
-                 for s in seeds] for H in widths],
-  }
+  sweeps = fig3_configs(base, seeds, depths, widths, fixed_width, fixed_depth)
   result: dict = {"preset": base.preset, "d": d, "seeds_per_point": len(seeds), "seeds": list(seeds),
                   "learners": list(learner_names), "base_config": base.to_dict()}
   train_wall, eval_s = 0.0, 0.0

@@ -1,0 +1,70 @@
+"""Training cost of each figure's `paper` preset, from XLA's FLOP count of the compiled step.
+
+Counts the FLOPs of one training step per distinct model (compiled, not run, so this works on a
+CPU), multiplies by the steps of every model a figure trains, and turns the total into hours
+under two stated assumptions: a sustained rate in TFLOP/s, and a floor per step below which a
+small model cannot go however few FLOPs it has (kernel launches, optimizer update). These are
+estimates until a GPU run is measured; `figures/MANIFEST.json` holds measured wall clocks.
+
+  python benchmarks/paper_cost.py [--tflops 50,150] [--min-step-ms 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import jax.numpy as jnp
+
+from icl_lab import config, probes, sweeps, train
+
+
+def flops_per_step(cfg: config.Config) -> float:
+  tx = train.make_optimizer(cfg.train)
+  graphdef, state = train.init_state(cfg, tx)
+  multi_step = train.make_multi_step(cfg, graphdef, tx, mesh=None)
+  cost = multi_step.lower(state, jnp.asarray(0, jnp.int32), 1).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost["flops"])
+
+
+def figure_configs(base: config.Config) -> dict[str, list[config.Config]]:
+  """Every model each figure script trains at `base`, each distinct run once."""
+  fig3 = [c for panel in sweeps.fig3_configs(base).values() for cfgs in panel for c in cfgs]
+  figs = {
+      "fig1_noiseless (replicate)": [base],
+      "fig2_noise": sweeps.fig2_configs(base),
+      "fig3_depth_width": list({c.hash(): c for c in fig3}.values()),
+      "fig4_probes": [probes.fig4_config(base.preset), probes.fig4_config(base.preset, control=True)],
+  }
+  return figs
+
+
+def main() -> None:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--preset", default="paper")
+  p.add_argument("--tflops", default="50,150", help="assumed sustained TFLOP/s, comma-separated")
+  p.add_argument("--min-step-ms", type=float, default=2.0, help="assumed floor per training step")
+  args = p.parse_args()
+  rates = [float(r) for r in args.tflops.split(",")]
+  base = config.get_preset(args.preset)
+  cache: dict[tuple, float] = {}
+  print(f"preset {args.preset}; hours at {', '.join(f'{r:g}' for r in rates)} TFLOP/s sustained, "
+        f"with at least {args.min_step_ms:g} ms per step")
+  for fig, cfgs in figure_configs(base).items():
+    total_flops, hours = 0.0, [0.0] * len(rates)
+    for c in cfgs:
+      key = (c.model, c.task.dim, c.task.num_exemplars, c.train.batch_size)
+      if key not in cache:
+        cache[key] = flops_per_step(c)
+      f = cache[key]
+      total_flops += f * c.train.steps
+      for i, r in enumerate(rates):
+        step_s = max(f / (r * 1e12), args.min_step_ms / 1e3)
+        hours[i] += step_s * c.train.steps / 3600
+    sizes = sorted({f"L{c.model.layers}/H{c.model.hidden}" for c in cfgs})
+    print(f"{fig}: {len(cfgs)} models ({', '.join(sizes)}), {total_flops / 1e15:.0f} PFLOP; "
+          + ", ".join(f"{h:.1f} h at {r:g}" for h, r in zip(hours, rates)))
+
+
+if __name__ == "__main__":
+  main()
