@@ -17,7 +17,7 @@ from icl_lab.io import read_json  # noqa: E402
 # Colours fixed per learner so every figure reads the same way.
 COLORS = {
     "ols": "#1f77b4", "ridge(0.1)": "#2ca02c", "ridge(0.5)": "#98df8a", "gd(0.01)": "#d62728",
-    "gd(0.02)": "#ff9896", "sgd(0.01)": "#9467bd", "sgd(0.03)": "#c5b0d5", "knn3_uniform": "#8c564b",
+    "gd(0.02)": "#ff9896", "gd_k(0.02,3)": "#ff7f0e", "sgd(0.01)": "#9467bd", "sgd(0.03)": "#c5b0d5", "knn3_uniform": "#8c564b",
     "knn3_weighted": "#c49c94", "averaging": "#7f7f7f", "transformer": "#000000",
 }
 
@@ -101,7 +101,8 @@ def plot_fig3(json_path: str | Path) -> list[Path]:
     ax.set_ylabel("MSPD/d (all n)")
     ax.set_title(f"{panel}: {sweep.get('fixed', '')}")
     ax.grid(alpha=0.3, which="both", lw=0.4)
-  axes[0][-1].legend(fontsize=7)
+  # Outside the axes: in the width panel every corner holds a curve.
+  axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
   fig.suptitle(f"Fig. 3: depth and width (d = {r['d']}, {r.get('seeds_per_point', '?')} seeds per point)")
   return save_figure(fig, json_path)
 

@@ -134,4 +134,6 @@ def _write(result: dict, stem: str, out_dir, plot, base: Config, wall: float) ->
   plot(out_dir / f"{stem}.json")
   manifest.record(out_dir, stem, preset=base.preset, wall_s=wall,
                   seeds={"model_init": result.get("seeds", [base.train.seed]),
-                         "train_data": base.train.data_seed, "eval_data": evaluate.EVAL_SEED})
+                         # Fig. 3 pairs each model seed with its own data seed.
+                         "train_data": result.get("seeds", base.train.data_seed),
+                         "eval_data": evaluate.EVAL_SEED})
