@@ -216,6 +216,12 @@ def validate(cfg: Config, num_devices: int | None = None) -> None:
   need(0 <= t.curriculum_start_dim <= t.dim,
        f"task.curriculum_start_dim={t.curriculum_start_dim} must be in [0, task.dim={t.dim}]")
   need(t.curriculum_steps >= 0, f"task.curriculum_steps={t.curriculum_steps} must be >= 0")
+  # The curriculum reaches all d dims only at step curriculum_steps; a run that ends before then
+  # never trains on the task it is evaluated on, which would pass silently otherwise.
+  need(t.curriculum_start_dim == 0 or t.curriculum_steps < tr.steps,
+       f"task.curriculum_steps={t.curriculum_steps} must be below train.steps={tr.steps}: the "
+       f"curriculum only reaches all task.dim={t.dim} dims at that step; lower it (the figure "
+       f"scripts use 40% of train.steps) or disable it with task.curriculum_start_dim=0")
   if t.token_format == "garg":
     need(t.dim >= 1, "task.dim must be >= 1 for the garg token format")
   need(m.layers > 0, f"model.layers={m.layers} must be a positive int")

@@ -494,6 +494,9 @@ def fig4_config(preset: str, steps: int | None = None, overrides: Sequence[str] 
     adapt += ["model.layers=8", "task.num_exemplars=20"]
   if steps is not None:
     adapt.append(f"train.steps={steps}")
+    if config_lib.get_preset(preset).task.curriculum_start_dim:
+      # Keep the curriculum inside the run, over its first 40% as in Fig. 2 and 3.
+      adapt.append(f"task.curriculum_steps={int(0.4 * steps)}")
   cfg = config_lib.apply_overrides(config_lib.get_preset(preset), adapt + list(overrides))
   if control:
     cfg = config_lib.apply_overrides(cfg, ["task.weights=ones"])

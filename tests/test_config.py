@@ -46,6 +46,14 @@ def test_bad_overrides_name_the_key(override, match):
     apply_overrides(get_preset("tiny"), [override])
 
 
+def test_curriculum_must_end_inside_the_run():
+  quick = get_preset("quick")  # 2 -> 8 dims over 8k steps
+  with pytest.raises(ConfigError, match=r"task.curriculum_steps=8000 must be below train.steps=5000"):
+    apply_overrides(quick, ["train.steps=5000"])
+  assert apply_overrides(quick, ["train.steps=5000", "task.curriculum_steps=2000"]).train.steps == 5000
+  assert apply_overrides(quick, ["train.steps=5000", "task.curriculum_start_dim=0"]).train.steps == 5000
+
+
 def test_unknown_preset_lists_the_accepted_ones():
   with pytest.raises(ConfigError, match=r"unknown preset 'huge'; accepted: paper, quick, tiny"):
     get_preset("huge")

@@ -168,3 +168,12 @@ def test_probe_study_json_and_figure(tmp_path):
   paths = plot_probes.plot_fig4(path)
   assert {p.name for p in paths} == {"fig4_probes.png", "fig4_probes.pdf"}
   assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_fig4_configs_train_on_all_four_dims():
+  """The quick probing model and its control reach d = 4 inside their run (curriculum at 40%)."""
+  for control in (False, True):
+    cfg = probes.fig4_config("quick", steps=8000, control=control)
+    assert (cfg.task.dim, cfg.model.layers, cfg.task.curriculum_steps) == (4, 8, 3200)
+    assert cfg.task.curriculum_steps < cfg.train.steps
+    assert cfg.task.weights == ("ones" if control else "gaussian")
