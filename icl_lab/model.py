@@ -73,18 +73,24 @@ class Transformer(nnx.Module):
   def __call__(self, tokens_BxTxF: jax.Array, *, return_hidden: bool = False):
     """Returns out_BxT, and with return_hidden also hidden_Lp1xBxTxH: the residual stream
     after the read-in (index 0) and after each of the L blocks (index l)."""
-    t = tokens_BxTxF.shape[1]
-    if t > self.pos_TxH.shape[0]:
-      raise ValueError(f"sequence of {t} tokens is longer than the model's {self.pos_TxH.shape[0]} positions")
-    h_BxTxH = self.read_in(tokens_BxTxF) + self.pos_TxH[...][:t]
-    hidden = [h_BxTxH]
-    for block in self.blocks:
-      h_BxTxH = block(h_BxTxH)
-      hidden.append(h_BxTxH)
-    out_BxT = self.read_out(self.ln_f(h_BxTxH))[..., 0]
-    if return_hidden:
-      return out_BxT, jnp.stack(hidden)
-    return out_BxT
+    return run_stack(self, tokens_BxTxF, self.ln_f, return_hidden=return_hidden)
+
+
+def run_stack(net: nnx.Module, tokens_BxTxF: jax.Array, final=None, *, return_hidden: bool = False):
+  """The forward pass shared by Transformer and the LayerNorm-free constructions network: read-in
+  plus positions, the blocks, then `final` (a norm, or None) and the read-out of `net`."""
+  t = tokens_BxTxF.shape[1]
+  if t > net.pos_TxH.shape[0]:
+    raise ValueError(f"sequence of {t} tokens is longer than the model's {net.pos_TxH.shape[0]} positions")
+  h_BxTxH = net.read_in(tokens_BxTxF) + net.pos_TxH[...][:t]
+  hidden = [h_BxTxH]
+  for block in net.blocks:
+    h_BxTxH = block(h_BxTxH)
+    hidden.append(h_BxTxH)
+  out_BxT = net.read_out(h_BxTxH if final is None else final(h_BxTxH))[..., 0]
+  if return_hidden:
+    return out_BxT, jnp.stack(hidden)
+  return out_BxT
 
 
 def build_model(model_cfg: ModelConfig, task_cfg: TaskConfig, seed: int) -> Transformer:

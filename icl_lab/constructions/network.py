@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from icl_lab.model import MLP, CausalSelfAttention
+from icl_lab.model import MLP, CausalSelfAttention, run_stack
 
 
 class NormFreeBlock(nnx.Module):
@@ -47,18 +47,7 @@ class CompiledTransformer(nnx.Module):
     self.read_out = nnx.Linear(hidden, 1, rngs=rngs)
 
   def __call__(self, tokens_BxTxF: jax.Array, *, return_hidden: bool = False):
-    t = tokens_BxTxF.shape[1]
-    if t > self.pos_TxH.shape[0]:
-      raise ValueError(f"sequence of {t} tokens is longer than the network's {self.pos_TxH.shape[0]} positions")
-    h_BxTxH = self.read_in(tokens_BxTxF) + self.pos_TxH[...][:t]
-    hidden = [h_BxTxH]
-    for block in self.blocks:
-      h_BxTxH = block(h_BxTxH)
-      hidden.append(h_BxTxH)
-    out_BxT = self.read_out(h_BxTxH)[..., 0]
-    if return_hidden:
-      return out_BxT, jnp.stack(hidden)
-    return out_BxT
+    return run_stack(self, tokens_BxTxF, None, return_hidden=return_hidden)
 
 
 def scan_forward(net: CompiledTransformer):
