@@ -30,15 +30,20 @@ def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
   return 2 * n**3 / best / 1e9
 
 
+def step_flops(multi_step, state) -> float:
+  """XLA's FLOP count of one training step (compiled, not run)."""
+  # XLA counts a scan body once, so take the FLOPs of a single-step compile.
+  cost = multi_step.lower(state, jnp.asarray(0, jnp.int32), 1).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost.get("flops", float("nan")))
+
+
 def train_throughput(cfg: config.Config, steps: int, steps_per_call: int) -> dict[str, float]:
   tx = train.make_optimizer(cfg.train)
   graphdef, state = train.init_state(cfg, tx)
   multi_step = train.make_multi_step(cfg, graphdef, tx, mesh=None)
   start = jnp.asarray(0, jnp.int32)
-  # XLA counts a scan body once, so take the FLOPs of a single-step compile.
-  cost = multi_step.lower(state, start, 1).compile().cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops_per_step = float(cost.get("flops", float("nan")))
+  flops_per_step = step_flops(multi_step, state)
   state, m = multi_step(state, start, steps_per_call)  # compile + warm up
   jax.block_until_ready(m)
   calls = max(steps // steps_per_call, 1)
