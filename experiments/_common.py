@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from icl_lab import config
+from icl_lab import config, host
+
+host.use_host_devices()  # before anything imports jax
 
 
 def parser(doc: str, default_preset: str = "quick") -> argparse.ArgumentParser:

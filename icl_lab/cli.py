@@ -7,6 +7,7 @@ import json
 import sys
 
 from icl_lab import config as config_lib
+from icl_lab import host
 
 
 def _add_config_args(p: argparse.ArgumentParser, default_preset: str) -> None:
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
+  host.use_host_devices()  # before anything imports jax
   try:
     args.func(args)
   except config_lib.ConfigError as err:

@@ -53,16 +53,32 @@ def make_schedule(tcfg: config_lib.TrainConfig) -> optax.Schedule:
 
 
 def make_optimizer(tcfg: config_lib.TrainConfig) -> optax.GradientTransformation:
-  adamw = optax.adamw(make_schedule(tcfg), b1=tcfg.b1, b2=tcfg.b2, weight_decay=tcfg.weight_decay)
+  adamw = optax.adamw(make_schedule(tcfg), b1=tcfg.b1, b2=tcfg.b2, eps=tcfg.eps,
+                      weight_decay=tcfg.weight_decay)
   if tcfg.grad_clip > 0:
     return optax.chain(optax.clip_by_global_norm(tcfg.grad_clip), adamw)
   return adamw
 
 
-def loss_fn(params, graphdef, tokens_BxTxF, ys_BxN) -> jax.Array:
-  """Mean squared error over every x̃ position, the zero-context one included (as the paper)."""
+def position_weights_N(task_cfg: config_lib.TaskConfig, step: jax.Array) -> jax.Array:
+  """The `excess` loss weights: 1 / max(σ² + τ²·max(d_active − n, 0), τ²) per prefix length n,
+  normalised to mean 1. The denominator is the Bayes predictor's error at n for isotropic x."""
+  n_N = jnp.arange(task_cfg.num_exemplars)
+  d_active = tasks.active_dims(task_cfg, step)
+  tau2, sigma2 = task_cfg.weight_std**2, task_cfg.noise_std**2
+  irreducible_N = sigma2 + tau2 * jnp.maximum(d_active - n_N, 0)
+  weights_N = 1.0 / jnp.maximum(irreducible_N, tau2)
+  return weights_N / weights_N.mean()
+
+
+def loss_fn(params, graphdef, tokens_BxTxF, ys_BxN, weights_N=None) -> jax.Array:
+  """Mean squared error over every x̃ position, the zero-context one included (as the paper);
+  with weights_N, each prefix length's squared error is weighted (the `excess` ablation)."""
   preds_BxN = nnx.merge(graphdef, params)(tokens_BxTxF)[:, 0::2]
-  return jnp.mean((preds_BxN - ys_BxN) ** 2)
+  sq_BxN = (preds_BxN - ys_BxN) ** 2
+  if weights_N is not None:
+    sq_BxN = sq_BxN * weights_N
+  return jnp.mean(sq_BxN)
 
 
 def make_multi_step(cfg: Config, graphdef, tx: optax.GradientTransformation,
@@ -78,7 +94,8 @@ def make_multi_step(cfg: Config, graphdef, tx: optax.GradientTransformation,
       xs_BxNxD = jax.lax.with_sharding_constraint(xs_BxNxD, batch_sharding)
       ys_BxN = jax.lax.with_sharding_constraint(ys_BxN, batch_sharding)
     tokens_BxTxF = tasks.encode(xs_BxNxD, ys_BxN, t.token_format)
-    loss, grads = jax.value_and_grad(loss_fn)(state.params, graphdef, tokens_BxTxF, ys_BxN)
+    weights_N = position_weights_N(t, step) if tr.loss_weighting == "excess" else None
+    loss, grads = jax.value_and_grad(loss_fn)(state.params, graphdef, tokens_BxTxF, ys_BxN, weights_N)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     return TrainState(params, opt_state), (loss, optax.tree.norm(grads))

@@ -57,7 +57,7 @@ def test_curriculum_must_end_inside_the_run():
 
 
 def test_unknown_preset_lists_the_accepted_ones():
-  with pytest.raises(ConfigError, match=r"unknown preset 'huge'; accepted: paper, quick, tiny"):
+  with pytest.raises(ConfigError, match=r"unknown preset 'huge'; accepted: cpu, paper, quick, tiny"):
     get_preset("huge")
 
 
@@ -79,3 +79,13 @@ def test_cli_rejects_bad_config_in_one_line_before_work(tmp_path):
 def test_config_round_trips_through_json():
   cfg = apply_overrides(get_preset("quick"), ["task.noise_std=0.5"])
   assert config.from_dict(cfg.to_dict()) == cfg
+
+
+def test_new_train_fields_keep_old_run_hashes_at_their_defaults():
+  quick = get_preset("quick")
+  # The quick preset's run folder name, as committed before train.eps and train.loss_weighting.
+  assert quick.hash() == "c803089acf"
+  assert apply_overrides(quick, ["train.eps=1e-9"]).hash() != quick.hash()
+  assert apply_overrides(quick, ["train.loss_weighting=excess"]).hash() != quick.hash()
+  with pytest.raises(ConfigError, match=r"train.eps=0.0 must be > 0"):
+    apply_overrides(quick, ["train.eps=0"])

@@ -67,7 +67,9 @@ def test_resume_after_sigkill_is_exact(reference_run, tmp_path):
   cfg, ref_dir = reference_run
   cmd = [sys.executable, "-m", "icl_lab.cli", "train", "--preset", "tiny", "--runs-dir", str(tmp_path)]
   cmd += sum((["--set", o] for o in RESUME), [])
-  proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  # One CPU device, as the in-process reference run (the CLI would otherwise split the host).
+  env = {**os.environ, "ICL_LAB_HOST_DEVICES": "1"}
+  proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
   ckpt_dir = train.run_dir_for(cfg, tmp_path) / "checkpoints"
   deadline = time.time() + 300
   while time.time() < deadline and proc.poll() is None:
@@ -76,9 +78,11 @@ def test_resume_after_sigkill_is_exact(reference_run, tmp_path):
     time.sleep(0.01)
   time.sleep(random.Random(1).uniform(0, 0.3))
   proc.send_signal(signal.SIGKILL)
-  proc.wait()
-  rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+  assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+  assert not (train.run_dir_for(cfg, tmp_path) / "done").exists()
+  rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
   assert rerun.returncode == 0, rerun.stderr
+  assert "resuming" in rerun.stdout + rerun.stderr
   assert _losses(train.run_dir_for(cfg, tmp_path)) == _losses(ref_dir)
 
 
