@@ -40,12 +40,15 @@ def predict_in_chunks(predict_fn: Callable, xs_BxNxD, ys_BxN, chunk: int = 512) 
 
 def compare(predict_fn: Callable, batch: tasks.Batch, learner_names: Sequence[str], *,
             weights_prompts: int = 64, num_probes: int | None = None, seed: int = 0,
-            learner_context: dict | None = None) -> dict:
+            learner_context: dict | None = None, projection_ref: str | None = "ols") -> dict:
   """SPD/d, MSPD/d, ILWD, error against the truth and implicit-fit R², per prefix length.
 
   SPD and errors use every prompt in `batch`; the implicit weights (ILWD, R²) need
   num_probes forward passes per prompt and prefix, so they use the first `weights_prompts`.
-  Learners that are linear by construction contribute their exact weights.
+  Learners that are linear by construction contribute their exact weights. With
+  `projection_ref` among the learners (OLS, the noiseless Bayes predictor, by default), every
+  ridge learner also gets the projection a against it (`metrics.projection_a`): the
+  transformer is closer to the reference than to that ridge exactly when a < 0.5.
   """
   xs_BxNxD, ys_BxN = batch.xs_BxNxD, batch.ys_BxN
   n, d = xs_BxNxD.shape[1], xs_BxNxD.shape[2]
@@ -69,9 +72,11 @@ def compare(predict_fn: Callable, batch: tasks.Batch, learner_names: Sequence[st
     result["error_ci95"][name] = [np.asarray(err["low"]).tolist(), np.asarray(err["high"]).tolist()]
 
   add_error("transformer", preds_model_BxN)
+  preds_of_learner = {}
   for name in learner_names:
     learner = learners.get_learner(name, **(learner_context or {}))
     out = learner(xs_BxNxD, ys_BxN)
+    preds_of_learner[name] = np.asarray(out.preds_BxN)
     spd_N = metrics.spd_over_d(preds_model_BxN, out.preds_BxN, d)
     result["spd_over_d"][name] = spd_N.tolist()
     result["mspd_over_d"][name] = metrics.mspd(spd_N, d)
@@ -81,6 +86,13 @@ def compare(predict_fn: Callable, batch: tasks.Batch, learner_names: Sequence[st
       w_BxNxD, _ = metrics.implicit_weights(learner, xs_BxNxD[sub], ys_BxN[sub], key, num_probes=num_probes)
     result["ilwd"][name] = metrics.ilwd(w_model_BxNxD, w_BxNxD).tolist()
     add_error(name, out.preds_BxN)
+  if projection_ref in preds_of_learner:
+    ref = preds_of_learner[projection_ref]
+    result["projection_a"] = {
+        name: {"ref": projection_ref,
+               **metrics.projection_a(preds_model_BxN, preds, ref, seed=seed)}
+        for name, preds in preds_of_learner.items()
+        if name.startswith("ridge(") and name != projection_ref and not np.array_equal(preds, ref)}
   full = {k: v["full"] for k, v in result["mspd_over_d"].items()}
   result["closest_learner"] = min(full, key=full.get)
   return result
@@ -94,4 +106,8 @@ def mspd_table(result: dict) -> str:
   for name, v in sorted(rows.items(), key=lambda kv: kv[1]["full"]):
     mark = "  <- closest" if name == best else ""
     lines.append(f"{name:16s} {v['full']:15.4g} {v['underdetermined']:13.4g}{mark}")
+  for name, p in result.get("projection_a", {}).items():
+    verdict = "closer to " + (p["ref"] if p["ci95"][1] < 0.5 else name if p["ci95"][0] > 0.5 else "neither (CI spans 0.5)")
+    lines.append(f"projection a vs {name} (ref {p['ref']}): {p['a']:.3f} "
+                 f"[{p['ci95'][0]:.3f}, {p['ci95'][1]:.3f}] -> {verdict}")
   return "\n".join(lines)

@@ -44,12 +44,17 @@ def command_line() -> str:
   return shlex.join(argv)
 
 
+# The preset whose results are a figure's headline files; `quick` unless named here. Fig. 1/6's
+# headline comes from the hour-long `cpu` preset; `quick` is their 20-minute smoke run.
+HEADLINE_PRESET = {"fig1_noiseless": "cpu", "fig6_linearity": "cpu"}
+
+
 def results_stem(base: str, cfg, customized: bool) -> str:
-  """`base` for the quick preset, `base_<preset>` for another, `base_<run name>` when the user
-  changed the config, so a custom run never overwrites a committed figure."""
+  """`base` for the figure's headline preset, `base_<preset>` for another, `base_<run name>`
+  when the user changed the config, so no other run overwrites a committed headline figure."""
   if customized:
     return f"{base}_{cfg.run_name()}"
-  return base if cfg.preset == "quick" else f"{base}_{cfg.preset}"
+  return base if cfg.preset == HEADLINE_PRESET.get(base, "quick") else f"{base}_{cfg.preset}"
 
 
 def record(out_dir: str | Path, name: str, *, preset: str, seeds: dict[str, Any], wall_s: float,

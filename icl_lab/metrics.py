@@ -155,3 +155,34 @@ def implicit_weights(predict_fn: PredictFn, xs_BxNxD, ys_BxN, key: jax.Array,
   r2_M = np.where(flat_M, 1.0, 1 - ss_res_M / np.where(flat_M, 1, ss_tot_M))
   w_BxNxD = coef_MxE[:, :d].reshape(n, b, d).transpose(1, 0, 2)
   return w_BxNxD, r2_M.reshape(n, b).T
+
+
+# ---------------------------------------------------------------------------
+# Which of two reference learners is closer
+
+
+def projection_a(preds_t_BxN, preds_r_BxN, preds_ref_BxN, *, seed: int = 0, num_boot: int = 1000,
+                 ci: float = 0.95, prefixes: slice = slice(None)) -> dict:
+  """a = E[(T − ref)(R − ref)] / SPD(R, ref), pooled over prompts and prefixes.
+
+  When `ref` is the Bayes predictor (OLS in the noiseless task),
+  SPD(T, R) − SPD(T, ref) = SPD(R, ref)·(1 − 2a), so T is closer to ref than to R exactly
+  when a < 0.5; a = 1 means T behaves like R along the R − ref direction, and errors of T
+  orthogonal to it do not count. Returns {"a", "ci95": [low, high]} with a percentile
+  bootstrap over prompts.
+  """
+  t_BxN, r_BxN, o_BxN = (_f64(preds_of(p))[:, prefixes] for p in (preds_t_BxN, preds_r_BxN, preds_ref_BxN))
+  _same_shape("preds_t_BxN", t_BxN, "preds_r_BxN", r_BxN, 2)
+  _same_shape("preds_t_BxN", t_BxN, "preds_ref_BxN", o_BxN, 2)
+  if not 0 < ci < 1:
+    raise ValueError(f"ci={ci} must be in (0, 1)")
+  dr_BxN = r_BxN - o_BxN
+  num_B = np.sum((t_BxN - o_BxN) * dr_BxN, axis=1)
+  den_B = np.sum(dr_BxN**2, axis=1)
+  if den_B.sum() == 0:
+    raise ValueError("R and ref predict the same values everywhere; a is undefined")
+  b = num_B.shape[0]
+  counts_RxB = np.random.default_rng(seed).multinomial(b, np.full(b, 1.0 / b), size=num_boot)
+  boot_R = (counts_RxB @ num_B) / (counts_RxB @ den_B)
+  low, high = np.quantile(boot_R, [(1 - ci) / 2, (1 + ci) / 2])
+  return {"a": float(num_B.sum() / den_B.sum()), "ci95": [float(low), float(high)]}

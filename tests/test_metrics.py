@@ -111,3 +111,23 @@ def test_bootstrap_ci_contains_mean_and_narrows():
     M.error_vs_truth(np.zeros((2, 3)), np.zeros((2, 3)), ci=1.5)
   with pytest.raises(ValueError, match="num_boot=0"):
     M.error_vs_truth(np.zeros((2, 3)), np.zeros((2, 3)), num_boot=0)
+
+
+def test_projection_a_recovers_a_known_mix_and_decides_the_closer_learner():
+  rng = np.random.default_rng(0)
+  o_BxN = rng.normal(size=(400, 12))
+  r_BxN = o_BxN + rng.normal(size=(400, 12))
+  for a_true in (0.2, 0.5, 0.9):
+    t_BxN = o_BxN + a_true * (r_BxN - o_BxN)
+    out = M.projection_a(t_BxN, r_BxN, o_BxN)
+    assert out["a"] == pytest.approx(a_true, abs=1e-12)
+    assert out["ci95"][0] == pytest.approx(a_true, abs=1e-9) and out["ci95"][1] == pytest.approx(a_true, abs=1e-9)
+  # The identity behind the measure: SPD(T, R) - SPD(T, O) = SPD(R, O)(1 - 2a), any T.
+  t_BxN = o_BxN + 0.7 * (r_BxN - o_BxN) + rng.normal(size=(400, 12))
+  a = M.projection_a(t_BxN, r_BxN, o_BxN)["a"]
+  lhs = M.spd(t_BxN, r_BxN).mean() - M.spd(t_BxN, o_BxN).mean()
+  assert lhs == pytest.approx(M.spd(r_BxN, o_BxN).mean() * (1 - 2 * a), rel=1e-10)
+  lo, hi = M.projection_a(t_BxN, r_BxN, o_BxN)["ci95"]
+  assert lo < a < hi and hi - lo < 0.2
+  with pytest.raises(ValueError, match="a is undefined"):
+    M.projection_a(t_BxN, o_BxN, o_BxN)

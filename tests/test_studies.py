@@ -36,6 +36,11 @@ def test_replicate_writes_fig1_and_fig6_with_shared_keys(replicated):
   # The table marks the learner with the lowest full-range MSPD/d, as stored.
   best = min(fig1["mspd_over_d"], key=lambda k: fig1["mspd_over_d"][k]["full"])
   assert fig1["closest_learner"] == best
+  # The projection a, recomputed from its definition, decides OLS vs each ridge consistently.
+  for name, p in fig1["projection_a"].items():
+    assert p["ref"] == "ols" and p["ci95"][0] <= p["a"] <= p["ci95"][1]
+    mspd = fig1["mspd_over_d"]
+    assert (p["a"] < 0.5) == (mspd["ols"]["full"] < mspd[name]["full"])
   assert f"{best}" in [l.split()[0] for l in stdout.splitlines() if "<- closest" in l]
   fig6 = read_json(root / "figs" / "fig6_linearity_tiny.json")
   assert len(fig6["r2_mean"]) == n and all(-1.0 <= r <= 1.0 + 1e-9 for r in fig6["r2_mean"])
@@ -87,7 +92,10 @@ def test_fig2_and_fig3_sweeps_run_on_tiny_models(tmp_path):
 
 def test_results_stem_never_overwrites_committed_names():
   quick = config.get_preset("quick")
-  assert manifest.results_stem("fig1_noiseless", quick, customized=False) == "fig1_noiseless"
+  # Fig. 1's headline files come from the cpu preset; the quick smoke run writes beside them.
+  assert manifest.results_stem("fig1_noiseless", config.get_preset("cpu"), False) == "fig1_noiseless"
+  assert manifest.results_stem("fig1_noiseless", quick, customized=False) == "fig1_noiseless_quick"
+  assert manifest.results_stem("fig2_noise", quick, customized=False) == "fig2_noise"
   assert manifest.results_stem("fig1_noiseless", config.get_preset("paper"), False) == "fig1_noiseless_paper"
   custom = config.apply_overrides(quick, ["model.layers=2"])
   assert manifest.results_stem("fig1_noiseless", custom, True) == f"fig1_noiseless_{custom.run_name()}"
