@@ -111,3 +111,23 @@ def mspd_table(result: dict) -> str:
     lines.append(f"projection a vs {name} (ref {p['ref']}): {p['a']:.3f} "
                  f"[{p['ci95'][0]:.3f}, {p['ci95'][1]:.3f}] -> {verdict}")
   return "\n".join(lines)
+
+
+SCREEN_LEARNERS = ("ols", "ridge(0.1)", "ridge(0.5)")
+
+
+def screen(cfg, runs_dir="runs", num_prompts: int = 1024) -> dict:
+  """The cheap recipe screen: train (or reuse) `cfg`, then report the projection a against
+  ridge(0.1) and the MSPD/d to OLS and ridge on held-out prompts (no implicit weights)."""
+  from icl_lab import train
+
+  run_dir = train.train(cfg, runs_dir)
+  _, model = train.load_model(run_dir)
+  batch = eval_batch(cfg.task, num_prompts)
+  result = compare(model_predict_fn(model, cfg.task.token_format), batch, SCREEN_LEARNERS,
+                   weights_prompts=1)
+  done = train.read_done(run_dir)
+  return {"run": run_dir.name, "seed": cfg.train.seed, "data_seed": cfg.train.data_seed,
+          "steps": cfg.train.steps, "train_s": done["train_s"],
+          "projection_a": result["projection_a"],
+          "mspd_over_d": result["mspd_over_d"], "closest_learner": result["closest_learner"]}
