@@ -9,6 +9,7 @@ replicate: $(STAMP)
 	$(VENV)/bin/icl-lab replicate
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
 
 figures: $(STAMP)

@@ -84,11 +84,12 @@ def main() -> None:
   for name, lam in (("ols", 0.0), ("ridge(0.1)", 0.1)):
     fn = learners.get_learner(name)
     w_ref = loop_weights(xs, ys, lam)
-    loop_s = best_time(lambda: loop_weights(xs, ys, lam), max(1, repeats // 2))
+    # Default arguments bind this iteration's learner and λ into each timed closure.
+    loop_s = best_time(lambda lam=lam: loop_weights(xs, ys, lam), max(1, repeats // 2))
     fn(xs, ys).preds_BxN.block_until_ready()  # compile
-    lab_s = best_time(lambda: fn(xs, ys).preds_BxN.block_until_ready(), repeats)
+    lab_s = best_time(lambda fn=fn: fn(xs, ys).preds_BxN.block_until_ready(), repeats)
     svd_all_prefixes(xs, ys, lam).block_until_ready()
-    svd_s = best_time(lambda: svd_all_prefixes(xs, ys, lam).block_until_ready(), repeats)
+    svd_s = best_time(lambda lam=lam: svd_all_prefixes(xs, ys, lam).block_until_ready(), repeats)
     # Prefix 0 has w = 0 in every method; i = d is where Gaussian prefixes are ill-conditioned.
     rows = [("NumPy loop (float64)", loop_s, None),
             ("icl_lab scan (float32)", lab_s, fn(xs, ys).weights_BxNxD),

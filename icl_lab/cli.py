@@ -23,12 +23,16 @@ def _config_from(args) -> config_lib.Config:
 
 
 def cmd_train(args) -> None:
-  from icl_lab import train
+  from icl_lab import task_api, train
 
-  cfg = _config_from(args)
-  print(f"training {cfg.run_name()}: {train.config_summary(cfg)}", file=sys.stderr)
-  run_dir = train.train(cfg, args.runs_dir)
-  print(run_dir)
+  cfgs = config_lib.expand_overrides(config_lib.get_preset(args.preset), args.overrides,
+                                     task_api.ENSEMBLE_KEYS)
+  for cfg in cfgs:
+    print(f"training {cfg.run_name()}: {train.config_summary(cfg)}", file=sys.stderr)
+  if len(cfgs) > 1:
+    print(f"as one ensemble of {len(cfgs)} members", file=sys.stderr)
+  for run_dir in train.train_many(cfgs, args.runs_dir):
+    print(run_dir)
 
 
 def cmd_presets(args) -> None:
@@ -60,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="icl-lab", description=__doc__)
   sub = parser.add_subparsers(dest="command", required=True)
 
-  p = sub.add_parser("train", help="train a preset (reuses a finished run, resumes an interrupted one)")
+  p = sub.add_parser("train", help="train a preset (reuses a finished run, resumes an interrupted one); "
+                     "comma-separated seeds, σ, τ, lr or weight decay train an ensemble in one jit, "
+                     "e.g. --set train.seed=0,1,2,3")
   _add_config_args(p, "tiny")
   p.set_defaults(func=cmd_train)
 
@@ -92,8 +98,10 @@ def main(argv: list[str] | None = None) -> int:
           file=sys.stderr)
     return 130
   except Exception as err:  # noqa: BLE001 - surface our own errors as one clear line
+    from icl_lab.checkpoints import CheckpointError
+    from icl_lab.runlock import RunLockedError
     from icl_lab.train import TrainingError
-    if isinstance(err, TrainingError):
+    if isinstance(err, (TrainingError, RunLockedError, CheckpointError)):
       print(f"icl-lab: {err}", file=sys.stderr)
       return 1
     raise

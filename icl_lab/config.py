@@ -7,6 +7,7 @@ import hashlib
 import json
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 
@@ -16,8 +17,13 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class TaskConfig:
-  """Noisy linear regression: x ~ N(0, Σ), w ~ N(0, τ²I), y = wᵀx + ε, ε ~ N(0, σ²)."""
+  """Noisy linear regression: x ~ N(0, Σ), w ~ N(0, τ²I), y = wᵀx + ε, ε ~ N(0, σ²).
 
+  `kind` picks what a run trains on (`icl_lab.task_api`): "regression" (these prompts) or
+  "token_lm" (a token-level language model on the stream set in the `lm` section).
+  """
+
+  kind: Literal["regression", "token_lm"] = "regression"
   dim: int = 8  # d
   num_exemplars: int = 40  # N (x, y) pairs per prompt
   noise_std: float = 0.0  # σ
@@ -35,6 +41,18 @@ class TaskConfig:
   # dimensions (the rest zero), growing linearly from `curriculum_start_dim` to d.
   curriculum_start_dim: int = 0  # 0 = no curriculum
   curriculum_steps: int = 0
+
+
+@dataclass(frozen=True)
+class LMConfig:
+  """A token-level language-model task (task.kind = "token_lm")."""
+
+  # "bigram": every token has `branching` allowed successors, drawn once from the data seed;
+  # the best possible loss is log(branching) per predicted token.
+  stream: Literal["bigram"] = "bigram"
+  vocab_size: int = 32
+  seq_len: int = 32  # tokens per sequence, the model predicts seq_len − 1 of them
+  branching: int = 2
 
 
 @dataclass(frozen=True)
@@ -66,12 +84,20 @@ class TrainConfig:
   # n < d positions, whose irreducible error dominates the uniform loss, stop dominating
   # its gradient noise. An ablation, not the paper's loss.
   loss_weighting: Literal["uniform", "excess"] = "uniform"
+  # "bfloat16": dense layers compute in bf16; parameters, optimiser state, LayerNorm, softmax
+  # and the loss stay float32.
+  compute_dtype: Literal["float32", "bfloat16"] = "float32"
   seed: int = 0  # model init
   data_seed: int = 0  # the x, w and noise streams all fold in from this one
   steps_per_call: int = 50  # steps fused into one jitted call (lax.scan)
   checkpoint_every: int = 1000
   keep_checkpoints: int = 3
   multihost: bool = False  # call jax.distributed.initialize() before training
+  # Start from another run folder's weights (continual learning) at `init_from_step` (0: its
+  # latest checkpoint), with a fresh optimiser state unless `init_keep_optimizer`.
+  init_from: str = ""
+  init_from_step: int = 0
+  init_keep_optimizer: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,6 +106,7 @@ class Config:
   task: TaskConfig = field(default_factory=TaskConfig)
   model: ModelConfig = field(default_factory=ModelConfig)
   train: TrainConfig = field(default_factory=TrainConfig)
+  lm: LMConfig = field(default_factory=LMConfig)
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
@@ -91,11 +118,16 @@ class Config:
     # Bookkeeping knobs do not change the trajectory.
     for key in ("checkpoint_every", "keep_checkpoints", "multihost"):
       payload["train"].pop(key)
+    # A source run is named by its folder, wherever the runs directory lives.
+    if payload["train"]["init_from"]:
+      payload["train"]["init_from"] = Path(payload["train"]["init_from"]).name
     # Fields added after runs were committed hash as absent while at their default, so
     # existing run folders keep their names.
     for section, key in _HASH_IF_CHANGED:
       if payload[section][key] == getattr(_DEFAULTS[section], key):
         payload[section].pop(key)
+    if payload["lm"] == dataclasses.asdict(LMConfig()):
+      payload.pop("lm")
     blob = json.dumps(payload, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:10]
 
@@ -104,7 +136,9 @@ class Config:
 
 
 _DEFAULTS = {"task": TaskConfig(), "model": ModelConfig(), "train": TrainConfig()}
-_HASH_IF_CHANGED = (("train", "eps"), ("train", "loss_weighting"))
+_HASH_IF_CHANGED = (("train", "eps"), ("train", "loss_weighting"), ("train", "compute_dtype"),
+                    ("task", "kind"), ("train", "init_from"), ("train", "init_from_step"),
+                    ("train", "init_keep_optimizer"))
 
 
 # ---------------------------------------------------------------------------
@@ -129,6 +163,15 @@ PRESETS: dict[str, Config] = {
         model=ModelConfig(layers=8, hidden=64, heads=4),
         train=TrainConfig(steps=10000, batch_size=64, lr=1e-3, warmup_frac=0.025,
                           grad_clip=1.0, steps_per_call=100, checkpoint_every=2000),
+    ),
+    # A token-level language model on a toy bigram stream; the tests train it in seconds.
+    "tiny_lm": Config(
+        preset="tiny_lm",
+        task=TaskConfig(kind="token_lm"),
+        model=ModelConfig(layers=2, hidden=32, heads=2),
+        lm=LMConfig(vocab_size=32, seq_len=32, branching=2),
+        train=TrainConfig(steps=300, batch_size=32, lr=3e-3, warmup_frac=0.05, grad_clip=1.0,
+                          steps_per_call=20, checkpoint_every=100),
     ),
     # The headline CPU replication of Fig. 1 (at most an hour on 2 cores, resumable): the quick
     # recipe trained 3.6x longer. Steps alone move the model from ridge-like to OLS-like (the
@@ -197,7 +240,7 @@ def _parse_value(key: str, raw: str, typ: Any) -> Any:
 
 def apply_overrides(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Config:
   """Applies `section.key=value` overrides, parsed by each field's declared type."""
-  sections = ("task", "model", "train")
+  sections = ("task", "model", "train", "lm")
   for item in overrides:
     if "=" not in item:
       raise ConfigError(f"override {item!r} must look like section.key=value (e.g. model.layers=2)")
@@ -217,6 +260,27 @@ def apply_overrides(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Conf
   return cfg
 
 
+def expand_overrides(cfg: Config, overrides: list[str] | tuple[str, ...],
+                     multi_keys: tuple[str, ...]) -> list[Config]:
+  """Like apply_overrides, but a key in `multi_keys` may take comma-separated values
+  (`train.seed=0,1,2`): returns one config per combination, in order (several such keys
+  give their product)."""
+  import itertools
+
+  single, multi = [], []
+  for item in overrides:
+    key, _, raw = item.partition("=")
+    if "," in raw:
+      if key.strip() not in multi_keys:
+        raise ConfigError(f"{key.strip()} takes one value; only {', '.join(multi_keys)} may list several "
+                          f"(comma-separated) to train an ensemble")
+      multi.append([f"{key.strip()}={v.strip()}" for v in raw.split(",")])
+    else:
+      single.append(item)
+  base = apply_overrides(cfg, single)
+  return [apply_overrides(base, list(combo)) for combo in itertools.product(*multi)]
+
+
 def from_dict(payload: dict[str, Any]) -> Config:
   """Inverse of Config.to_dict (used to read a run folder's config.json)."""
   return Config(
@@ -224,6 +288,7 @@ def from_dict(payload: dict[str, Any]) -> Config:
       task=TaskConfig(**payload["task"]),
       model=ModelConfig(**payload["model"]),
       train=TrainConfig(**payload["train"]),
+      lm=LMConfig(**payload.get("lm", {})),  # run folders from before the lm section
   )
 
 
@@ -252,6 +317,11 @@ def validate(cfg: Config, num_devices: int | None = None) -> None:
        f"scripts use 40% of train.steps) or disable it with task.curriculum_start_dim=0")
   if t.token_format == "garg":
     need(t.dim >= 1, "task.dim must be >= 1 for the garg token format")
+  lm = cfg.lm
+  need(lm.vocab_size >= 2, f"lm.vocab_size={lm.vocab_size} must be >= 2")
+  need(lm.seq_len >= 2, f"lm.seq_len={lm.seq_len} must be >= 2 (one input and one target token)")
+  need(1 <= lm.branching <= lm.vocab_size,
+       f"lm.branching={lm.branching} must be in [1, lm.vocab_size={lm.vocab_size}]")
   need(m.layers > 0, f"model.layers={m.layers} must be a positive int")
   need(m.hidden > 0, f"model.hidden={m.hidden} must be a positive int")
   need(m.heads > 0, f"model.heads={m.heads} must be a positive int")
@@ -271,6 +341,9 @@ def validate(cfg: Config, num_devices: int | None = None) -> None:
   need(tr.checkpoint_every % tr.steps_per_call == 0,
        f"train.checkpoint_every={tr.checkpoint_every} must be a multiple of "
        f"train.steps_per_call={tr.steps_per_call}, so checkpoints fall on call boundaries")
+  need(tr.init_from_step >= 0, f"train.init_from_step={tr.init_from_step} must be >= 0 (0 = latest)")
+  need(not tr.init_from_step or tr.init_from,
+       f"train.init_from_step={tr.init_from_step} needs train.init_from=<run folder>")
   need(tr.keep_checkpoints > 0, f"train.keep_checkpoints={tr.keep_checkpoints} must be >= 1")
   if num_devices is not None:
     need(tr.batch_size % num_devices == 0,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import numpy as np
@@ -107,7 +107,9 @@ def mspd_table(result: dict) -> str:
     mark = "  <- closest" if name == best else ""
     lines.append(f"{name:16s} {v['full']:15.4g} {v['underdetermined']:13.4g}{mark}")
   for name, p in result.get("projection_a", {}).items():
-    verdict = "closer to " + (p["ref"] if p["ci95"][1] < 0.5 else name if p["ci95"][0] > 0.5 else "neither (CI spans 0.5)")
+    low, high = p["ci95"]
+    verdict = (f"closer to {p['ref']}" if high < 0.5 else f"closer to {name}" if low > 0.5
+               else "undecided (CI spans 0.5)")
     lines.append(f"projection a vs {name} (ref {p['ref']}): {p['a']:.3f} "
                  f"[{p['ci95'][0]:.3f}, {p['ci95'][1]:.3f}] -> {verdict}")
   return "\n".join(lines)

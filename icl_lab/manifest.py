@@ -65,7 +65,7 @@ def record(out_dir: str | Path, name: str, *, preset: str, seeds: dict[str, Any]
   manifest[name] = {
       "command": command_line(), "preset": preset, "git_commit": git_commit(), "seeds": seeds,
       "wall_clock_s": round(wall_s, 1), "device": device_description(),
-      "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), **extra,
+      "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), **extra,
   }
   write_json(path, dict(sorted(manifest.items())))
 

@@ -8,7 +8,7 @@ Python floats for MSPD, because these are end-of-pipeline numbers bound for resu
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

@@ -1,9 +1,14 @@
-"""A Flax NNX decoder-only transformer over interleaved (x̃, ỹ) tokens.
+"""Flax NNX decoder-only transformers: over interleaved (x̃, ỹ) tokens, and over token ids.
 
 Pre-LN blocks (h += Attn(LN(h)); h += MLP(LN(h))), causal softmax multi-head attention,
 a GeLU MLP of width mlp_ratio·H, learned absolute positions, a final LayerNorm and a
-linear read-out of ŷ. The paper's official release takes the residual from the normalised
-stream; we use the standard pre-LN block instead (see README, "Model choices").
+linear read-out of ŷ (or of vocabulary logits). The paper's official release takes the
+residual from the normalised stream; we use the standard pre-LN block instead (see README,
+"Model choices").
+
+Mixed precision: with `dtype=jnp.bfloat16` the dense layers compute in bf16 while parameters,
+the residual stream, LayerNorm, the softmax and the read-out stay in float32 (bf16's 8-bit
+mantissa is enough for matmul inputs, not for a softmax or a sum over a long residual).
 """
 
 from __future__ import annotations
@@ -19,54 +24,58 @@ from icl_lab.config import ModelConfig, TaskConfig
 class CausalSelfAttention(nnx.Module):
   """Softmax attention with separate q, k, v, o projections (the constructions set them)."""
 
-  def __init__(self, hidden: int, heads: int, *, rngs: nnx.Rngs):
+  def __init__(self, hidden: int, heads: int, *, rngs: nnx.Rngs, dtype=None):
     self.heads = heads
-    self.q = nnx.Linear(hidden, hidden, rngs=rngs)
-    self.k = nnx.Linear(hidden, hidden, rngs=rngs)
-    self.v = nnx.Linear(hidden, hidden, rngs=rngs)
-    self.o = nnx.Linear(hidden, hidden, rngs=rngs)
+    self.q = nnx.Linear(hidden, hidden, dtype=dtype, rngs=rngs)
+    self.k = nnx.Linear(hidden, hidden, dtype=dtype, rngs=rngs)
+    self.v = nnx.Linear(hidden, hidden, dtype=dtype, rngs=rngs)
+    self.o = nnx.Linear(hidden, hidden, dtype=dtype, rngs=rngs)
 
   def __call__(self, h_BxTxH: jax.Array) -> jax.Array:
     b, t, hid = h_BxTxH.shape
     m = self.heads
     split = lambda a: a.reshape(b, t, m, hid // m)
     q_BxTxMxK, k_BxTxMxK, v_BxTxMxK = split(self.q(h_BxTxH)), split(self.k(h_BxTxH)), split(self.v(h_BxTxH))
-    logits_BxMxTxT = jnp.einsum("btmk,bsmk->bmts", q_BxTxMxK, k_BxTxMxK) / jnp.sqrt(hid // m)
+    logits_BxMxTxT = jnp.einsum("btmk,bsmk->bmts", q_BxTxMxK, k_BxTxMxK)
+    # The softmax runs in at least float32 (bf16 logits), float64 stays float64 (constructions).
+    logits_BxMxTxT = logits_BxMxTxT.astype(jnp.promote_types(logits_BxMxTxT.dtype, jnp.float32))
+    logits_BxMxTxT = logits_BxMxTxT / jnp.sqrt(hid // m)
     causal_TxT = jnp.tril(jnp.ones((t, t), bool))
     logits_BxMxTxT = jnp.where(causal_TxT, logits_BxMxTxT, jnp.finfo(logits_BxMxTxT.dtype).min)
-    probs_BxMxTxT = jax.nn.softmax(logits_BxMxTxT, axis=-1)
+    probs_BxMxTxT = jax.nn.softmax(logits_BxMxTxT, axis=-1).astype(v_BxTxMxK.dtype)
     out_BxTxMxK = jnp.einsum("bmts,bsmk->btmk", probs_BxMxTxT, v_BxTxMxK)
     return self.o(out_BxTxMxK.reshape(b, t, hid))
 
 
 class MLP(nnx.Module):
-  def __init__(self, hidden: int, width: int, *, rngs: nnx.Rngs):
-    self.up = nnx.Linear(hidden, width, rngs=rngs)
-    self.down = nnx.Linear(width, hidden, rngs=rngs)
+  def __init__(self, hidden: int, width: int, *, rngs: nnx.Rngs, dtype=None):
+    self.up = nnx.Linear(hidden, width, dtype=dtype, rngs=rngs)
+    self.down = nnx.Linear(width, hidden, dtype=dtype, rngs=rngs)
 
   def __call__(self, h_BxTxH: jax.Array) -> jax.Array:
     return self.down(jax.nn.gelu(self.up(h_BxTxH)))
 
 
 class Block(nnx.Module):
-  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, dtype=None):
     self.ln1 = nnx.LayerNorm(cfg.hidden, rngs=rngs)
-    self.attn = CausalSelfAttention(cfg.hidden, cfg.heads, rngs=rngs)
+    self.attn = CausalSelfAttention(cfg.hidden, cfg.heads, dtype=dtype, rngs=rngs)
     self.ln2 = nnx.LayerNorm(cfg.hidden, rngs=rngs)
-    self.mlp = MLP(cfg.hidden, cfg.mlp_ratio * cfg.hidden, rngs=rngs)
+    self.mlp = MLP(cfg.hidden, cfg.mlp_ratio * cfg.hidden, dtype=dtype, rngs=rngs)
 
   def __call__(self, h_BxTxH: jax.Array) -> jax.Array:
-    h_BxTxH = h_BxTxH + self.attn(self.ln1(h_BxTxH))
-    return h_BxTxH + self.mlp(self.ln2(h_BxTxH))
+    # Sub-layer outputs join the float32 residual stream (a no-op without mixed precision).
+    h_BxTxH = h_BxTxH + self.attn(self.ln1(h_BxTxH)).astype(h_BxTxH.dtype)
+    return h_BxTxH + self.mlp(self.ln2(h_BxTxH)).astype(h_BxTxH.dtype)
 
 
 class Transformer(nnx.Module):
   """Maps tokens_BxTxF to a scalar read-out at every position."""
 
-  def __init__(self, cfg: ModelConfig, token_dim: int, max_len: int, *, rngs: nnx.Rngs):
+  def __init__(self, cfg: ModelConfig, token_dim: int, max_len: int, *, rngs: nnx.Rngs, dtype=None):
     self.read_in = nnx.Linear(token_dim, cfg.hidden, rngs=rngs)
     self.pos_TxH = nnx.Param(0.02 * jax.random.normal(rngs.params(), (max_len, cfg.hidden)))
-    self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.layers)])
+    self.blocks = nnx.List([Block(cfg, dtype=dtype, rngs=rngs) for _ in range(cfg.layers)])
     self.ln_f = nnx.LayerNorm(cfg.hidden, rngs=rngs)
     self.read_out = nnx.Linear(cfg.hidden, 1, rngs=rngs)
 
@@ -76,9 +85,26 @@ class Transformer(nnx.Module):
     return run_stack(self, tokens_BxTxF, self.ln_f, return_hidden=return_hidden)
 
 
-def run_stack(net: nnx.Module, tokens_BxTxF: jax.Array, final=None, *, return_hidden: bool = False):
-  """The forward pass shared by Transformer and the LayerNorm-free constructions network: read-in
-  plus positions, the blocks, then `final` (a norm, or None) and the read-out of `net`."""
+class TokenTransformer(nnx.Module):
+  """The same blocks over token ids: an embedding, learned positions, vocabulary logits."""
+
+  def __init__(self, cfg: ModelConfig, vocab_size: int, max_len: int, *, rngs: nnx.Rngs, dtype=None):
+    self.read_in = nnx.Embed(vocab_size, cfg.hidden, rngs=rngs)
+    self.pos_TxH = nnx.Param(0.02 * jax.random.normal(rngs.params(), (max_len, cfg.hidden)))
+    self.blocks = nnx.List([Block(cfg, dtype=dtype, rngs=rngs) for _ in range(cfg.layers)])
+    self.ln_f = nnx.LayerNorm(cfg.hidden, rngs=rngs)
+    self.read_out = nnx.Linear(cfg.hidden, vocab_size, rngs=rngs)
+
+  def __call__(self, ids_BxT: jax.Array, *, return_hidden: bool = False):
+    """Returns logits_BxTxV (and hidden_Lp1xBxTxH with return_hidden)."""
+    return run_stack(self, ids_BxT, self.ln_f, return_hidden=return_hidden, scalar_out=False)
+
+
+def run_stack(net: nnx.Module, tokens_BxTxF: jax.Array, final=None, *, return_hidden: bool = False,
+              scalar_out: bool = True):
+  """The forward pass shared by the transformers and the LayerNorm-free constructions network:
+  read-in plus positions, the blocks, then `final` (a norm, or None) and the read-out of `net`
+  (squeezed to out_BxT when `scalar_out`)."""
   t = tokens_BxTxF.shape[1]
   if t > net.pos_TxH.shape[0]:
     raise ValueError(f"sequence of {t} tokens is longer than the model's {net.pos_TxH.shape[0]} positions")
@@ -87,15 +113,16 @@ def run_stack(net: nnx.Module, tokens_BxTxF: jax.Array, final=None, *, return_hi
   for block in net.blocks:
     h_BxTxH = block(h_BxTxH)
     hidden.append(h_BxTxH)
-  out_BxT = net.read_out(h_BxTxH if final is None else final(h_BxTxH))[..., 0]
+  out_BxTxO = net.read_out(h_BxTxH if final is None else final(h_BxTxH))
+  out = out_BxTxO[..., 0] if scalar_out else out_BxTxO
   if return_hidden:
-    return out_BxT, jnp.stack(hidden)
-  return out_BxT
+    return out, jnp.stack(hidden)
+  return out
 
 
-def build_model(model_cfg: ModelConfig, task_cfg: TaskConfig, seed: int) -> Transformer:
+def build_model(model_cfg: ModelConfig, task_cfg: TaskConfig, seed: int, dtype=None) -> Transformer:
   return Transformer(model_cfg, tasks.token_dim(task_cfg), 2 * task_cfg.num_exemplars,
-                     rngs=nnx.Rngs(seed))
+                     rngs=nnx.Rngs(seed), dtype=dtype)
 
 
 def predict(model: Transformer, xs_BxNxD: jax.Array, ys_BxN: jax.Array,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import matplotlib
 
@@ -17,7 +17,8 @@ from icl_lab.io import read_json  # noqa: E402
 # Colours fixed per learner so every figure reads the same way.
 COLORS = {
     "ols": "#1f77b4", "ridge(0.1)": "#2ca02c", "ridge(0.5)": "#98df8a", "gd(0.01)": "#d62728",
-    "gd(0.02)": "#ff9896", "gd_k(0.02,3)": "#ff7f0e", "sgd(0.01)": "#9467bd", "sgd(0.03)": "#c5b0d5", "knn3_uniform": "#8c564b",
+    "gd(0.02)": "#ff9896", "gd_k(0.02,3)": "#ff7f0e", "sgd(0.01)": "#9467bd", "sgd(0.03)": "#c5b0d5",
+    "knn3_uniform": "#8c564b",
     "knn3_weighted": "#c49c94", "averaging": "#7f7f7f", "transformer": "#000000",
 }
 

@@ -28,7 +28,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, Literal, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -199,7 +200,7 @@ def _standardise_h(h_LxBxTxH, mean_LxH, std_LxH):
   return (h_LxBxTxH - mean_LxH[:, None, None]) / std_LxH[:, None, None]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _trainer(cfg: ProbeConfig, num_steps: int):
   """A jitted call running `num_steps` probe steps from `start` (cached per config)."""
   warmup = int(cfg.warmup_frac * cfg.steps)

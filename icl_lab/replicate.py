@@ -53,7 +53,9 @@ def main(cfg: Config, runs_dir: str | Path = "runs", out_dir: str | Path = "figu
   print(f"icl-lab replicate: {train.config_summary(cfg)}", flush=True)
   result = run_fig1(cfg, runs_dir, out_dir)
   print()
-  print(f"SPD/d between the transformer and each learner, averaged over prefixes n = 0..{len(result['prefix_lengths']) - 1} (d = {result['d']}):")
+  last = len(result["prefix_lengths"]) - 1
+  print(f"SPD/d between the transformer and each learner, averaged over prefixes n = 0..{last} "
+        f"(d = {result['d']}):")
   print(evaluate.mspd_table(result))
   print(f"\nresults and figures written to {Path(out_dir).resolve()}")
   return result

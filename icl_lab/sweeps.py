@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

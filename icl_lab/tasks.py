@@ -70,7 +70,9 @@ def sample_batch(cfg: TaskConfig, seed: int | jax.Array, step: int | jax.Array,
     mask_D = (jnp.arange(d) < active_dims(cfg, step)).astype(jnp.float32)
     xs_BxNxD = xs_BxNxD * mask_D
   ys_BxN = jnp.einsum("bnd,bd->bn", xs_BxNxD, ws_BxD)
-  if cfg.noise_std > 0:
+  # σ may be a traced per-member value in an ensemble: then the noise is always drawn (adding
+  # 0·ε leaves y bit for bit unchanged), otherwise only when σ > 0.
+  if not isinstance(cfg.noise_std, (int, float)) or cfg.noise_std > 0:
     noise_BxN = jax.random.normal(stream_key(seed, _NOISE_STREAM, step), (batch_size, n))
     ys_BxN = ys_BxN + cfg.noise_std * noise_BxN
   return Batch(xs_BxNxD, ys_BxN, ws_BxD)

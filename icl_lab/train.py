@@ -1,17 +1,24 @@
 """Training: a pure jitted multi-step function, run folders, Orbax checkpoints, exact resume.
 
-The step samples its own batch from (data_seed, step) inside jit, and `steps_per_call` steps
-are fused with lax.scan, so a small model pays no per-step Python or host-transfer cost.
+What is trained comes from a task (`task_api`): it builds the model, samples its batch from
+(data_seed, step) inside jit and computes the loss, so regression prompts and token streams
+share this loop. The step samples its own batch and `steps_per_call` steps are fused with
+lax.scan, so a small model pays no per-step Python or host-transfer cost. Models of one shape
+that differ only in seeds, σ, τ, lr or weight decay train together as one vmapped ensemble,
+each member in its own run folder. A run folder is locked while a process trains it.
 Metrics of one call are read back while the next call runs (one call behind), except at
 checkpoint boundaries, where the state is checked finite before it is saved.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
+import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -24,9 +31,8 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from icl_lab import checkpoints, memory, runlock, task_api
 from icl_lab import config as config_lib
-from icl_lab import model as model_lib
-from icl_lab import tasks
 from icl_lab.config import Config
 from icl_lab.io import atomic_write_text
 from icl_lab.progress import Progress
@@ -45,60 +51,67 @@ class TrainState(NamedTuple):
 # Pure pieces
 
 
-def make_schedule(tcfg: config_lib.TrainConfig) -> optax.Schedule:
+def make_schedule(tcfg: config_lib.TrainConfig, peak=None) -> optax.Schedule:
+  """Linear warmup then cosine decay to 0; `peak` (default train.lr) may be a traced value."""
   warmup = int(tcfg.warmup_frac * tcfg.steps)
-  return optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=tcfg.lr, warmup_steps=warmup,
-      decay_steps=max(tcfg.steps, warmup + 1), end_value=0.0)
+  shape = functools.partial(optax.warmup_cosine_decay_schedule, init_value=0.0, warmup_steps=warmup,
+                            decay_steps=max(tcfg.steps, warmup + 1), end_value=0.0)
+  if peak is None or isinstance(peak, (int, float)):
+    return shape(peak_value=tcfg.lr if peak is None else peak)
+  # optax branches on the peak's value, so a traced peak scales the unit-peak schedule.
+  unit = shape(peak_value=1.0)
+  return lambda count: unit(count) * peak
 
 
-def make_optimizer(tcfg: config_lib.TrainConfig) -> optax.GradientTransformation:
-  adamw = optax.adamw(make_schedule(tcfg), b1=tcfg.b1, b2=tcfg.b2, eps=tcfg.eps,
-                      weight_decay=tcfg.weight_decay)
+def make_optimizer(tcfg: config_lib.TrainConfig, lr=None, weight_decay=None) -> optax.GradientTransformation:
+  """AdamW (+ global-norm clipping). lr and weight_decay default to the config's and may be
+  traced per-member values: they only enter the update, never the state's structure."""
+  wd = tcfg.weight_decay if weight_decay is None else weight_decay
+  adamw = optax.adamw(make_schedule(tcfg, lr), b1=tcfg.b1, b2=tcfg.b2, eps=tcfg.eps, weight_decay=wd)
   if tcfg.grad_clip > 0:
     return optax.chain(optax.clip_by_global_norm(tcfg.grad_clip), adamw)
   return adamw
 
 
-def position_weights_N(task_cfg: config_lib.TaskConfig, step: jax.Array) -> jax.Array:
-  """The `excess` loss weights: 1 / max(σ² + τ²·max(d_active − n, 0), τ²) per prefix length n,
-  normalised to mean 1. The denominator is the Bayes predictor's error at n for isotropic x."""
-  n_N = jnp.arange(task_cfg.num_exemplars)
-  d_active = tasks.active_dims(task_cfg, step)
-  tau2, sigma2 = task_cfg.weight_std**2, task_cfg.noise_std**2
-  irreducible_N = sigma2 + tau2 * jnp.maximum(d_active - n_N, 0)
-  weights_N = 1.0 / jnp.maximum(irreducible_N, tau2)
-  return weights_N / weights_N.mean()
-
-
-def loss_fn(params, graphdef, tokens_BxTxF, ys_BxN, weights_N=None) -> jax.Array:
-  """Mean squared error over every x̃ position, the zero-context one included (as the paper);
-  with weights_N, each prefix length's squared error is weighted (the `excess` ablation)."""
-  preds_BxN = nnx.merge(graphdef, params)(tokens_BxTxF)[:, 0::2]
-  sq_BxN = (preds_BxN - ys_BxN) ** 2
-  if weights_N is not None:
-    sq_BxN = sq_BxN * weights_N
-  return jnp.mean(sq_BxN)
-
-
 def make_multi_step(cfg: Config, graphdef, tx: optax.GradientTransformation,
-                    mesh: jax.sharding.Mesh | None):
-  """Returns jitted multi_step(state, start_step, num_steps) -> (state, metrics_Kx...)."""
-  t, tr = cfg.task, cfg.train
-  batch_sharding = NamedSharding(mesh, P("data")) if mesh is not None else None
+                    mesh: jax.sharding.Mesh | None, members: Sequence[task_api.Member] | None = None):
+  """Returns jitted multi_step(state, start_step, num_steps) -> (state, (loss, grad_norm)).
 
-  def one_step(state: TrainState, step: jax.Array):
-    batch = tasks.sample_batch(t, tr.data_seed, step, tr.batch_size)
-    xs_BxNxD, ys_BxN = batch.xs_BxNxD, batch.ys_BxN
+  Solo (members None): the state is one model's and the batch is sharded over `mesh`; metrics
+  are (num_steps,). Ensemble: the state is stacked on a leading member axis K and one vmapped
+  step trains every member on its own data stream with its own σ, τ, lr and weight decay;
+  metrics are (num_steps, K).
+  """
+  task = task_api.get_task(cfg)
+  batch_size = cfg.train.batch_size
+  batch_sharding = NamedSharding(mesh, P("data")) if mesh is not None and members is None else None
+
+  def member_step(state: TrainState, member: task_api.Member, member_tx, step: jax.Array):
+    batch = task.sample(cfg, member, step, batch_size)
     if batch_sharding is not None:
-      xs_BxNxD = jax.lax.with_sharding_constraint(xs_BxNxD, batch_sharding)
-      ys_BxN = jax.lax.with_sharding_constraint(ys_BxN, batch_sharding)
-    tokens_BxTxF = tasks.encode(xs_BxNxD, ys_BxN, t.token_format)
-    weights_N = position_weights_N(t, step) if tr.loss_weighting == "excess" else None
-    loss, grads = jax.value_and_grad(loss_fn)(state.params, graphdef, tokens_BxTxF, ys_BxN, weights_N)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+      batch = jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, batch_sharding), batch)
+
+    def loss_of(params):
+      return task.loss(nnx.merge(graphdef, params), batch, cfg, member, step)
+
+    loss, grads = jax.value_and_grad(loss_of)(state.params)
+    updates, opt_state = member_tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     return TrainState(params, opt_state), (loss, optax.tree.norm(grads))
+
+  if members is None:
+    solo = task_api.member_of(cfg)
+
+    def one_step(state, step):
+      return member_step(state, solo, tx, step)
+  else:
+    members_K = stack_members(members)
+
+    def one_step(state_K, step):
+      def body(state, member):
+        member_tx = make_optimizer(cfg.train, lr=member.lr, weight_decay=member.weight_decay)
+        return member_step(state, member, member_tx, step)
+      return jax.vmap(body)(state_K, members_K)
 
   @functools.partial(jax.jit, static_argnums=2, donate_argnums=0)
   def multi_step(state: TrainState, start_step: jax.Array, num_steps: int):
@@ -108,8 +121,16 @@ def make_multi_step(cfg: Config, graphdef, tx: optax.GradientTransformation,
   return multi_step
 
 
+def stack_members(members: Sequence[task_api.Member]) -> task_api.Member:
+  """Per-member values as arrays of shape (K,): int32 data seeds, float32 hyperparameters."""
+  cols = list(zip(*members))
+  return task_api.Member(
+      seed=jnp.asarray(cols[0], jnp.int32), data_seed=jnp.asarray(cols[1], jnp.int32),
+      **{name: jnp.asarray(col, jnp.float32) for name, col in zip(task_api.Member._fields[2:], cols[2:])})
+
+
 def init_state(cfg: Config, tx: optax.GradientTransformation):
-  model = model_lib.build_model(cfg.model, cfg.task, cfg.train.seed)
+  model = task_api.get_task(cfg).build_model(cfg, cfg.train.seed)
   graphdef, state = nnx.split(model)
   params = nnx.to_pure_dict(state)
   return graphdef, TrainState(params, tx.init(params))
@@ -142,23 +163,6 @@ def run_dir_for(cfg: Config, runs_dir: str | os.PathLike) -> Path:
   return Path(runs_dir) / cfg.run_name()
 
 
-def _checkpoint_manager(run_dir: Path, cfg: Config) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(max_to_keep=cfg.train.keep_checkpoints, create=True,
-                                         enable_async_checkpointing=False)
-  return ocp.CheckpointManager((run_dir / "checkpoints").absolute(), options=options)
-
-
-def _restore(mngr: ocp.CheckpointManager, step: int, abstract: TrainState, run_dir: Path) -> TrainState:
-  try:
-    restored = mngr.restore(step, args=ocp.args.StandardRestore(abstract))
-  except Exception as err:  # Orbax raises many types for unreadable files.
-    raise TrainingError(
-        f"checkpoint {run_dir / 'checkpoints' / str(step)} is unreadable ({type(err).__name__}: "
-        f"{str(err)[:200]}). Delete that step folder to resume from an earlier checkpoint, "
-        f"or delete {run_dir} to start over.") from err
-  return TrainState(*restored) if not isinstance(restored, TrainState) else restored
-
-
 def _truncate_metrics(path: Path, last_step: int) -> None:
   """Drops log lines past the restored step: the resumed run rewrites them identically."""
   if not path.exists():
@@ -188,6 +192,45 @@ def is_done(run_dir: Path) -> bool:
 
 
 # ---------------------------------------------------------------------------
+# Ensembles
+
+
+def check_ensemble(cfgs: Sequence[Config]) -> None:
+  """Members of one ensemble may differ only in ENSEMBLE_KEYS, and must all differ."""
+  if not cfgs:
+    raise config_lib.ConfigError("an ensemble needs at least one config")
+  varying = {tuple(k.split(".")) for k in task_api.ENSEMBLE_KEYS}
+
+  def fixed(cfg: Config) -> dict:
+    d = cfg.to_dict()
+    d.pop("preset")
+    for section, key in varying:
+      d[section].pop(key)
+    return d
+
+  ref = fixed(cfgs[0])
+  for cfg in cfgs[1:]:
+    other = fixed(cfg)
+    diff = [f"{sec}.{k}" for sec in ref for k in (ref[sec] if isinstance(ref[sec], dict) else {})
+            if ref[sec][k] != other[sec][k]]
+    if diff:
+      raise config_lib.ConfigError(
+          f"ensemble members may differ only in {', '.join(task_api.ENSEMBLE_KEYS)}; they also "
+          f"differ in {', '.join(diff)}: train those as separate runs")
+  names = [c.run_name() for c in cfgs]
+  if len(set(names)) != len(names):
+    raise config_lib.ConfigError("two ensemble members have the same config; list each value once")
+  if cfgs[0].train.init_from and len(cfgs) > 1:
+    raise config_lib.ConfigError("train.init_from is for single runs; train each member on its own")
+
+
+def _member_label(cfg: Config, run_dir: Path) -> str:
+  m = task_api.member_of(cfg)
+  return (f"member {run_dir.name} (seed={m.seed}, data_seed={m.data_seed}, σ={m.noise_std}, "
+          f"τ={m.weight_std}, lr={m.lr}, weight_decay={m.weight_decay})")
+
+
+# ---------------------------------------------------------------------------
 # The loop
 
 
@@ -198,93 +241,192 @@ def train(cfg: Config, runs_dir: str | os.PathLike = "runs", *, progress: bool |
   A run with a `done` marker is reused as it is. `stop_at_step` ends the loop early without a
   final checkpoint, as an interruption would (used by the resume tests).
   """
-  maybe_init_distributed(cfg)
-  config_lib.validate(cfg, num_devices=jax.device_count())
-  run_dir = run_dir_for(cfg, runs_dir)
-  if is_done(run_dir):
-    if not quiet:
-      print(f"reusing finished run {run_dir}")
-    return run_dir
-  run_dir.mkdir(parents=True, exist_ok=True)
-  _check_config(run_dir, cfg)
+  return train_many([cfg], runs_dir, progress=progress, stop_at_step=stop_at_step, quiet=quiet)[0]
 
-  tr = cfg.train
+
+def train_many(cfgs: Sequence[Config], runs_dir: str | os.PathLike = "runs", *,
+               progress: bool | None = None, stop_at_step: int | None = None,
+               quiet: bool = False) -> list[Path]:
+  """Trains configs that differ only in ENSEMBLE_KEYS together, as one vmapped ensemble.
+
+  Each member keeps its own run folder (config, metrics, checkpoints, `done`), so
+  `load_model` reads it like a solo run's; finished members are reused and the rest train
+  together. One config is a plain solo run.
+  """
+  cfgs = list(cfgs)
+  check_ensemble(cfgs)
+  maybe_init_distributed(cfgs[0])
+  for cfg in cfgs:
+    config_lib.validate(cfg, num_devices=jax.device_count())
+  run_dirs = [run_dir_for(cfg, runs_dir) for cfg in cfgs]
+  todo = [i for i, d in enumerate(run_dirs) if not is_done(d)]
+  for i in sorted(set(range(len(cfgs))) - set(todo)):
+    if not quiet:
+      print(f"reusing finished run {run_dirs[i]}")
+  if todo:
+    try:  # before any folder is made: an impossible config leaves nothing behind
+      check_memory(cfgs[todo[0]], len(todo))
+    except memory.ConfigTooLarge as err:
+      raise config_lib.ConfigError(str(err)) from None
+    with contextlib.ExitStack() as stack:
+      for i in todo:
+        run_dirs[i].mkdir(parents=True, exist_ok=True)
+        stack.enter_context(runlock.RunLock(run_dirs[i]))
+        _check_config(run_dirs[i], cfgs[i])
+      _run([cfgs[i] for i in todo], [run_dirs[i] for i in todo], progress=progress,
+           stop_at_step=stop_at_step, quiet=quiet)
+  return run_dirs
+
+
+def check_memory(cfg: Config, members: int = 1) -> None:
+  """Refuses, in one line naming the keys, a config whose training cannot fit in memory."""
+  m, task = cfg.model, task_api.get_task(cfg)
+  tx = make_optimizer(cfg.train)
+  abstract = jax.eval_shape(lambda: init_state(cfg, tx)[1].params)
+  num_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(abstract))
+  out = cfg.lm.vocab_size if cfg.task.kind == "token_lm" else 1
+  need = members * memory.estimate_train_bytes(
+      num_params, cfg.train.batch_size, task.sequence_len(cfg), m.hidden, m.layers, m.heads,
+      m.mlp_ratio * m.hidden, out)
+  hint = ("lm.seq_len or train.batch_size" if cfg.task.kind == "token_lm"
+          else "task.num_exemplars (sequence length) or train.batch_size")
+  memory.check_fits(need, memory.available_bytes(), hint)
+
+
+def _run(cfgs: list[Config], run_dirs: list[Path], *, progress, stop_at_step, quiet) -> None:
+  tr = cfgs[0].train
   tx = make_optimizer(tr)
-  graphdef, state = init_state(cfg, tx)
-  mesh = make_mesh()
-  if mesh is not None:
-    state = jax.device_put(state, NamedSharding(mesh, P()))
-  mngr = _checkpoint_manager(run_dir, cfg)
-  metrics_path = run_dir / "metrics.jsonl"
+  graphdef, states = None, []
+  for c in cfgs:
+    graphdef, state = init_state(c, tx)
+    states.append(state)
+  with contextlib.ExitStack() as stack:
+    mngrs = [checkpoints.manager(d, tr.keep_checkpoints) for d in run_dirs]
+    for mngr in mngrs:
+      stack.callback(mngr.close)
+    _loop(cfgs, run_dirs, mngrs, tx, graphdef, states, progress=progress, stop_at_step=stop_at_step,
+          quiet=quiet)
+
+
+def _loop(cfgs, run_dirs, mngrs, tx, graphdef, states, *, progress, stop_at_step, quiet) -> None:
+  cfg, tr, k = cfgs[0], cfgs[0].train, len(cfgs)
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, states[0])
+  log = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+
+  # Resume: a solo run restores its newest readable checkpoint; an ensemble the newest step
+  # every member has, so the members stay in lockstep.
   start = 0
-  if mngr.latest_step() is not None:
-    start = int(mngr.latest_step())
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-    state = _restore(mngr, start, abstract, run_dir)
+  if k == 1:
+    if mngrs[0].latest_step() is not None:
+      start, states[0] = checkpoints.restore_latest(mngrs[0], run_dirs[0], abstract, log=log)
+      states[0] = TrainState(*states[0])
+  else:
+    common = set.intersection(*(set(m.all_steps()) for m in mngrs))
+    if common:
+      start = max(common)
+      states = [TrainState(*checkpoints.restore_latest(m, d, abstract, step=start, log=log)[1])
+                for m, d in zip(mngrs, run_dirs)]
+  if start == 0 and tr.init_from:
+    states[0] = _init_from(cfg, tx, states[0], log)
+  for d in run_dirs:
+    _truncate_metrics(d / "metrics.jsonl", start)
+  if start and not quiet:
+    print(f"resuming {run_dirs[0].name}{f' and {k - 1} more members' if k > 1 else ''} from step {start}")
+
+  mesh = make_mesh()
+  if k == 1:
+    state = states[0]
     if mesh is not None:
       state = jax.device_put(state, NamedSharding(mesh, P()))
-    _truncate_metrics(metrics_path, start)
-    if not quiet:
-      print(f"resuming {run_dir.name} from step {start}")
+    multi_step = make_multi_step(cfg, graphdef, tx, mesh)
   else:
-    _truncate_metrics(metrics_path, 0)
-
-  multi_step = make_multi_step(cfg, graphdef, tx, mesh)
-  schedule = make_schedule(tr)
+    state = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+    # Members split over the devices when they divide evenly: each device trains whole members.
+    if mesh is not None and k % jax.device_count() == 0:
+      state = jax.device_put(state, NamedSharding(mesh, P("data")))
+    multi_step = make_multi_step(cfg, graphdef, tx, None, [task_api.member_of(c) for c in cfgs])
+  schedules = [make_schedule(c.train) for c in cfgs]
   end = tr.steps if stop_at_step is None else min(stop_at_step, tr.steps)
-  bar = Progress(total=tr.steps, start=start, enabled=progress, quiet=quiet, label=run_dir.name)
+  label = run_dirs[0].name + (f" +{k - 1} members" if k > 1 else "")
+  bar = Progress(total=tr.steps, start=start, enabled=progress, quiet=quiet, label=label)
   t_start = time.perf_counter()
   last_drain = [t_start]
   pending = None  # (first_step, num_steps, metrics) of the call still in flight
 
   def drain(item) -> None:
-    first, k, (loss_K, gnorm_K) = item
-    loss_K, gnorm_K = np.asarray(loss_K), np.asarray(gnorm_K)
-    bad = np.flatnonzero(~np.isfinite(loss_K))
-    if bad.size:
+    first, n, (loss, gnorm) = item
+    loss_SxK = np.asarray(loss).reshape(n, k)
+    gnorm_SxK = np.asarray(gnorm).reshape(n, k)
+    bad_S, bad_K = np.nonzero(~np.isfinite(loss_SxK))
+    if bad_S.size:
+      s, j = int(bad_S[0]), int(bad_K[0])
+      who = f"{_member_label(cfgs[j], run_dirs[j])}: " if k > 1 else ""
+      lr = cfgs[j].train.lr
       raise TrainingError(
-          f"loss became {loss_K[bad[0]]} at step {first + int(bad[0])}. Likely cause: the learning "
-          f"rate (train.lr={tr.lr}) is too high for this model or clipping is off "
-          f"(train.grad_clip={tr.grad_clip}); try --set train.lr={tr.lr / 3:.3g} or "
-          f"--set train.grad_clip=1.0. The last good checkpoint in {run_dir / 'checkpoints'} is kept.")
+          f"{who}loss became {loss_SxK[s, j]} at step {first + s}. Likely cause: the learning "
+          f"rate (train.lr={lr}) is too high for this model or clipping is off "
+          f"(train.grad_clip={tr.grad_clip}); try --set train.lr={lr / 3:.3g} or "
+          f"--set train.grad_clip=1.0. The last good checkpoint in {run_dirs[j] / 'checkpoints'} is kept.")
     now = time.perf_counter()
-    record = {"step": first + k, "loss": float(loss_K.mean()), "loss_last": float(loss_K[-1]),
-              "lr": float(schedule(first + k - 1)), "grad_norm": float(gnorm_K.mean()),
-              "steps_per_s": k / max(now - last_drain[0], 1e-9)}
+    rate = n / max(now - last_drain[0], 1e-9)
     last_drain[0] = now
-    with open(metrics_path, "a") as f:
-      f.write(json.dumps(record) + "\n")
-    bar.update(first + k, record)
+    for j, d in enumerate(run_dirs):
+      record = {"step": first + n, "loss": float(loss_SxK[:, j].mean()), "loss_last": float(loss_SxK[-1, j]),
+                "lr": float(schedules[j](first + n - 1)), "grad_norm": float(gnorm_SxK[:, j].mean()),
+                "steps_per_s": rate}
+      with open(d / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+    bar.update(first + n, {"loss": float(loss_SxK[:, 0].mean())})
 
   step = start
   while step < end:
-    k = min(tr.steps_per_call, end - step)
-    state, metrics = multi_step(state, jnp.asarray(step, jnp.int32), k)
+    n = min(tr.steps_per_call, end - step)
+    state, metrics = multi_step(state, jnp.asarray(step, jnp.int32), n)
     # Read the previous call's metrics while this one runs, so dispatch never stalls.
     if pending is not None:
       drain(pending)
-    pending = (step, k, metrics)
-    step += k
+    pending = (step, n, metrics)
+    step += n
     if step % tr.checkpoint_every == 0 or step == tr.steps:
       drain(pending)  # checks this call's losses are finite before its state is saved
       pending = None
-      mngr.save(step, args=ocp.args.StandardSave(state))
-      mngr.wait_until_finished()
+      for j, mngr in enumerate(mngrs):
+        member_state = state if k == 1 else jax.tree.map(lambda a, j=j: a[j], state)
+        mngr.save(step, args=ocp.args.StandardSave(member_state))
+        mngr.wait_until_finished()
   if pending is not None:
     drain(pending)
   bar.close()
-  mngr.close()
   if step == tr.steps:
     wall = time.perf_counter() - t_start
-    # Training time over every invocation (a resumed run spans several), from the log.
-    records = read_metrics(run_dir)
-    steps_prev = [0] + [r["step"] for r in records[:-1]]
-    logged = sum((r["step"] - p) / r["steps_per_s"] for r, p in zip(records, steps_prev))
-    summary = {"steps": tr.steps, "resumed_from": start, "wall_s": wall, "train_s_all_invocations": logged,
-               "steps_per_s": (tr.steps - start) / max(wall, 1e-9),
-               "device": jax.devices()[0].device_kind, "num_devices": jax.device_count()}
-    atomic_write_text(run_dir / "done", json.dumps(summary) + "\n")
-  return run_dir
+    for d in run_dirs:
+      # Training time over every invocation (a resumed run spans several), from the log.
+      records = read_metrics(d)
+      steps_prev = [0] + [r["step"] for r in records[:-1]]
+      logged = sum((r["step"] - p) / r["steps_per_s"] for r, p in zip(records, steps_prev))
+      summary = {"steps": tr.steps, "resumed_from": start, "wall_s": wall, "train_s_all_invocations": logged,
+                 "steps_per_s": (tr.steps - start) / max(wall, 1e-9), "ensemble_size": k,
+                 "device": jax.devices()[0].device_kind, "num_devices": jax.device_count()}
+      atomic_write_text(d / "done", json.dumps(summary) + "\n")
+
+
+def _init_from(cfg: Config, tx, state: TrainState, log) -> TrainState:
+  """The starting state of a continual run: another run's weights at a chosen step."""
+  src = Path(cfg.train.init_from)
+  if not (src / "config.json").exists():
+    raise TrainingError(f"train.init_from={src} is not a run folder (no config.json); train it first")
+  src_cfg = config_lib.from_dict(json.loads((src / "config.json").read_text()))
+  _, src_state = _load_state(src, cfg.train.init_from_step or None)
+  if jax.tree.structure(src_state.params) != jax.tree.structure(state.params) or any(
+      a.shape != b.shape for a, b in zip(jax.tree.leaves(src_state.params), jax.tree.leaves(state.params))):
+    raise TrainingError(f"train.init_from={src} holds a model of another shape "
+                        f"({config_summary(src_cfg)}); the architecture must match")
+  if cfg.train.init_keep_optimizer:
+    if jax.tree.structure(src_state.opt_state) != jax.tree.structure(state.opt_state):
+      raise TrainingError(f"train.init_keep_optimizer=true but {src} used another optimiser; set it to false")
+    return src_state
+  log(f"initialised from {src.name} (optimiser state reset)")
+  return TrainState(src_state.params, tx.init(src_state.params))
 
 
 def read_done(run_dir: str | os.PathLike) -> dict[str, Any]:
@@ -299,22 +441,37 @@ def train_seconds(run_dir: str | os.PathLike) -> float:
   return read_done(run_dir)["train_s"]
 
 
-def load_model(run_dir: str | os.PathLike) -> tuple[Config, model_lib.Transformer]:
-  """Restores the latest checkpoint of a run folder into a Transformer."""
-  run_dir = Path(run_dir)
+def _load_state(run_dir: Path, step: int | None) -> tuple[Config, TrainState]:
   cfg_path = run_dir / "config.json"
   if not cfg_path.exists():
     raise TrainingError(f"{run_dir} is not a run folder (no config.json); train it first")
   cfg = config_lib.from_dict(json.loads(cfg_path.read_text()))
   tx = make_optimizer(cfg.train)
-  graphdef, state = init_state(cfg, tx)
-  mngr = _checkpoint_manager(run_dir, cfg)
-  latest = mngr.latest_step()
-  if latest is None:
-    raise TrainingError(f"{run_dir} has no checkpoint; run `icl-lab train` for its preset first")
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-  state = _restore(mngr, latest, abstract, run_dir)
-  mngr.close()
+  _, state = init_state(cfg, tx)
+  mngr = checkpoints.manager(run_dir, cfg.train.keep_checkpoints)
+  try:
+    if mngr.latest_step() is None:
+      raise TrainingError(f"{run_dir} has no checkpoint; run `icl-lab train` for its preset first")
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+    got, restored = checkpoints.restore_latest(mngr, run_dir, abstract, step=step)
+    if step is None and got < cfg.train.steps and is_done(run_dir):
+      # A finished run whose final weights are unreadable must not be evaluated at an older step.
+      (run_dir / "done").unlink()
+      raise TrainingError(
+          f"the final checkpoint of {run_dir} is unreadable (moved to {checkpoints.CORRUPT_DIR}/); rerun "
+          f"`icl-lab train` with its config to retrain steps {got + 1}-{cfg.train.steps} from step {got}")
+  except checkpoints.CheckpointError as err:
+    raise TrainingError(str(err)) from None
+  finally:
+    mngr.close()
+  return cfg, TrainState(*restored)
+
+
+def load_model(run_dir: str | os.PathLike, step: int | None = None) -> tuple[Config, nnx.Module]:
+  """Restores a run folder's checkpoint at `step` (default: the newest readable one)."""
+  run_dir = Path(run_dir)
+  cfg, state = _load_state(run_dir, step)
+  graphdef, _ = nnx.split(task_api.get_task(cfg).build_model(cfg, cfg.train.seed))
   return cfg, nnx.merge(graphdef, state.params)
 
 
@@ -331,5 +488,8 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
 
 def config_summary(cfg: Config) -> str:
   m, t, tr = cfg.model, cfg.task, cfg.train
+  if t.kind == "token_lm":
+    return (f"L{m.layers}/H{m.hidden}/M{m.heads} token_lm {cfg.lm.stream} V={cfg.lm.vocab_size} "
+            f"T={cfg.lm.seq_len} steps={tr.steps} batch={tr.batch_size} lr={tr.lr}")
   return (f"L{m.layers}/H{m.hidden}/M{m.heads} d={t.dim} N={t.num_exemplars} σ={t.noise_std} "
           f"τ={t.weight_std} steps={tr.steps} batch={tr.batch_size} lr={tr.lr}")

@@ -14,8 +14,7 @@ from flax import nnx
 
 from icl_lab import model, tasks
 from icl_lab.constructions import linear_attention, primitives, study
-from icl_lab.constructions.compiler import (ProgramBuilder, compile_program, nonzero_params, shape_of,
-                                            size_of)
+from icl_lab.constructions.compiler import ProgramBuilder, compile_program, nonzero_params, shape_of, size_of
 from icl_lab.constructions.gd import gd_program, sgd_program
 from icl_lab.constructions.network import scan_forward
 from icl_lab.constructions.primitives import Affine, MeanOverY, Mul, Read, Recip, div_layers

@@ -1,6 +1,5 @@
 """The figure studies run end to end on tiny models and leave results a reader can check."""
 
-import json
 import subprocess
 import sys
 
@@ -26,7 +25,7 @@ def replicated(tmp_path_factory):
 def test_replicate_writes_fig1_and_fig6_with_shared_keys(replicated):
   root, stdout = replicated
   fig1 = read_json(root / "figs" / "fig1_noiseless_tiny.json")
-  d, n = fig1["d"], len(fig1["prefix_lengths"])
+  n = len(fig1["prefix_lengths"])
   assert fig1["prefix_lengths"] == list(range(n))
   for key in ("spd_over_d", "ilwd", "error_vs_truth"):
     names = set(fig1[key]) - {"transformer"}

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from icl_lab import config, tasks, train
+from icl_lab import tasks, train
 from icl_lab.config import apply_overrides, get_preset
 
 # Checkpoint often so an interruption can land between any two checkpoints.
@@ -89,7 +89,8 @@ def test_resume_after_sigkill_is_exact(reference_run, tmp_path):
 def test_nan_loss_stops_with_step_and_cause_and_keeps_last_checkpoint(tmp_path):
   cfg = apply_overrides(get_preset("tiny"), ["train.lr=1e30", "train.grad_clip=0", "train.warmup_frac=0",
                                              "train.checkpoint_every=20"])
-  with pytest.raises(train.TrainingError, match=r"loss became (nan|inf|-inf) at step \d+\. Likely cause: the learning rate"):
+  with pytest.raises(train.TrainingError,
+                     match=r"loss became (nan|inf|-inf) at step \d+\. Likely cause: the learning rate"):
     train.train(cfg, tmp_path, progress=False, quiet=True)
   run_dir = train.run_dir_for(cfg, tmp_path)
   assert not (run_dir / "done").exists()
@@ -97,7 +98,7 @@ def test_nan_loss_stops_with_step_and_cause_and_keeps_last_checkpoint(tmp_path):
     assert np.isfinite(rec["loss"])
 
 
-def test_corrupt_checkpoint_names_the_file_and_the_fix(reference_run, tmp_path):
+def test_corrupt_final_checkpoint_is_moved_aside_and_retrained_not_silently_skipped(reference_run, tmp_path):
   cfg, ref_dir = reference_run
   import shutil
   run_dir = tmp_path / ref_dir.name
@@ -106,8 +107,14 @@ def test_corrupt_checkpoint_names_the_file_and_the_fix(reference_run, tmp_path):
   for f in (run_dir / "checkpoints" / str(latest)).rglob("*"):
     if f.is_file() and f.stat().st_size > 0 and "metadata" not in f.name:
       f.write_bytes(b"\x00garbage" * 4)
-  with pytest.raises(train.TrainingError, match=rf"checkpoint .*{latest} is unreadable.*Delete that step folder"):
+  # A finished run is never evaluated at an older step: loading refuses, naming the fix, and the
+  # next training run retrains the lost steps to the same trajectory.
+  with pytest.raises(train.TrainingError, match=rf"final checkpoint of .* is unreadable.*retrain steps "
+                                                rf"{latest - 39}-{latest} from step {latest - 40}"):
     train.load_model(run_dir)
+  assert (run_dir / "checkpoints_corrupt" / str(latest)).exists()
+  train.train(cfg, tmp_path, progress=False, quiet=True)
+  assert _losses(run_dir) == _losses(ref_dir)
 
 
 def test_run_folder_of_another_config_is_refused(tmp_path):

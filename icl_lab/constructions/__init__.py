@@ -13,8 +13,7 @@
 
 from __future__ import annotations
 
-from icl_lab.constructions.compiler import (DEFAULT_SCALE, Program, ProgramBuilder, compile_program,
-                                            shape_of, size_of)
+from icl_lab.constructions.compiler import DEFAULT_SCALE, Program, ProgramBuilder, compile_program, shape_of, size_of
 from icl_lab.constructions.gd import gd_program, sgd_program
 from icl_lab.constructions.network import CompiledTransformer, scan_forward
 from icl_lab.constructions.ridge import ridge_program

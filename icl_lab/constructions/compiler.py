@@ -25,8 +25,7 @@ import numpy as np
 from flax import nnx
 
 from icl_lab.constructions.network import CompiledTransformer
-from icl_lab.constructions.primitives import (C0, Affine, Layer, Layout, MeanOverY, Mul, Read,
-                                              Recip, recip_knots)
+from icl_lab.constructions.primitives import C0, Affine, Layer, Layout, MeanOverY, Mul, Read, Recip, recip_knots
 
 DEFAULT_BETA = 200.0
 # The mul scale s at which truncation (≈ 2κs²) and rounding (≈ eps/s) errors roughly balance.

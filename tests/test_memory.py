@@ -1,0 +1,59 @@
+"""The training memory estimate follows its documented terms and refuses configs far too large."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from icl_lab import memory
+from icl_lab.memory import ConfigTooLarge
+
+HINT = "task.num_exemplars (sequence length) or train.batch_size"
+# The quick preset's size: L8, H64, M4 heads, MLP 4·64, about 0.4M params.
+QUICK = dict(num_params=400_000, hidden=64, layers=8, heads=4, mlp_width=256)
+
+
+def test_estimate_matches_a_hand_computation_of_its_terms():
+  params, batch, seq, hidden, layers, heads, mlp, out = 1000, 2, 3, 4, 5, 2, 16, 1
+  state = 4 * params  # params, grads, Adam mu and nu
+  per_layer = batch * seq * (8 * hidden + 2 * mlp) + batch * heads * 2 * seq**2  # 384 + 72
+  outside = batch * seq * (2 * hidden + out)  # read-in, final LayerNorm, read-out
+  expected = 4 * (state + layers * per_layer + outside)
+  assert expected == 4 * (4000 + 5 * 456 + 54) == 25336
+  got = memory.estimate_train_bytes(params, batch, seq, hidden, layers, heads, mlp, vocab_or_out=out)
+  assert got == expected
+  # Half-width dtype halves everything.
+  assert memory.estimate_train_bytes(params, batch, seq, hidden, layers, heads, mlp, dtype_bytes=2) == expected // 2
+
+
+def test_a_hundred_thousand_exemplars_at_batch_64_is_refused_naming_the_keys():
+  n = 100_000
+  estimate = memory.estimate_train_bytes(batch=64, seq_len=2 * n, **QUICK)
+  assert estimate > 100e12  # the seq² attention terms alone: 8·64·4·2·(2e5)²·4 B = 655 TB
+  with pytest.raises(ConfigTooLarge) as err:
+    memory.check_fits(estimate, int(23.4e9), HINT)
+  message = str(err.value)
+  assert message == (f"this config needs about {memory.format_bytes(estimate)} of memory to train but the "
+                     f"device has 23.4 GB; lower {HINT}")
+  assert " TB " in message and "\n" not in message
+  assert isinstance(err.value, ValueError) and isinstance(err.value, MemoryError)
+  with pytest.raises(ConfigTooLarge, match="train.batch_size"):
+    memory.check_fits(estimate, memory.available_bytes(), HINT)
+
+
+def test_the_quick_size_fits_in_a_gigabyte():
+  estimate = memory.estimate_train_bytes(batch=64, seq_len=40, **QUICK)
+  assert 10e6 < estimate < 1e9
+  memory.check_fits(estimate, int(1e9), HINT)
+
+
+def test_available_bytes_is_the_host_ram_on_cpu():
+  ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+  assert 0 < memory.available_bytes() <= ram
+
+
+@pytest.mark.parametrize("n, text", [(0, "0 B"), (999, "999 B"), (1000, "1.0 kB"), (23.4e9, "23.4 GB"),
+                                     (246e12, "246.0 TB"), (5e18, "5000.0 PB")])
+def test_format_bytes(n, text):
+  assert memory.format_bytes(n) == text
