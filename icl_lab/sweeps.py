@@ -27,14 +27,19 @@ def _with(cfg: Config, section: str, **changes) -> Config:
 
 
 def _train_all(cfgs: Sequence[Config], runs_dir) -> tuple[list[Path], float]:
-  """Trains each config in turn (each resumes or is reused); returns folders and train wall."""
-  run_dirs, wall = [], 0.0
+  """Trains the configs, those of one shape together as an ensemble (each member resumes or is
+  reused); returns their folders, in order, and the training wall time."""
+  groups: dict[str, list[int]] = {}
   for i, cfg in enumerate(cfgs):
-    print(f"[{i + 1}/{len(cfgs)}] {train.config_summary(cfg)} seed={cfg.train.seed}", flush=True)
-    run_dir = train.train(cfg, runs_dir)
-    wall += train.train_seconds(run_dir)
-    run_dirs.append(run_dir)
-  return run_dirs, wall
+    groups.setdefault(train.ensemble_key(cfg), []).append(i)
+  run_dirs: list[Path] = [Path()] * len(cfgs)
+  for g, idx in enumerate(groups.values()):
+    members = [cfgs[i] for i in idx]
+    print(f"[{g + 1}/{len(groups)}] {train.config_summary(members[0])}, "
+          f"{len(members)} model{'s' * (len(members) > 1)} in one ensemble", flush=True)
+    for i, run_dir in zip(idx, train.train_many(members, runs_dir)):
+      run_dirs[i] = run_dir
+  return run_dirs, sum(train.train_seconds(d) for d in run_dirs)
 
 
 def fig2_configs(base: Config, grid=NOISE_GRID) -> list[Config]:

@@ -195,22 +195,28 @@ def is_done(run_dir: Path) -> bool:
 # Ensembles
 
 
+def _fixed_fields(cfg: Config) -> dict:
+  """The config without its ENSEMBLE_KEYS: what every member of one ensemble shares."""
+  d = cfg.to_dict()
+  d.pop("preset")
+  for key in task_api.ENSEMBLE_KEYS:
+    section, name = key.split(".")
+    d[section].pop(name)
+  return d
+
+
+def ensemble_key(cfg: Config) -> str:
+  """Equal for exactly the configs that can train together in one ensemble."""
+  return json.dumps(_fixed_fields(cfg), sort_keys=True)
+
+
 def check_ensemble(cfgs: Sequence[Config]) -> None:
   """Members of one ensemble may differ only in ENSEMBLE_KEYS, and must all differ."""
   if not cfgs:
     raise config_lib.ConfigError("an ensemble needs at least one config")
-  varying = {tuple(k.split(".")) for k in task_api.ENSEMBLE_KEYS}
-
-  def fixed(cfg: Config) -> dict:
-    d = cfg.to_dict()
-    d.pop("preset")
-    for section, key in varying:
-      d[section].pop(key)
-    return d
-
-  ref = fixed(cfgs[0])
+  ref = _fixed_fields(cfgs[0])
   for cfg in cfgs[1:]:
-    other = fixed(cfg)
+    other = _fixed_fields(cfg)
     diff = [f"{sec}.{k}" for sec in ref for k in (ref[sec] if isinstance(ref[sec], dict) else {})
             if ref[sec][k] != other[sec][k]]
     if diff:
@@ -438,7 +444,9 @@ def read_done(run_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 def train_seconds(run_dir: str | os.PathLike) -> float:
-  return read_done(run_dir)["train_s"]
+  """Wall time of training this run; an ensemble member's share is its ensemble's time over K."""
+  done = read_done(run_dir)
+  return done["train_s"] / done.get("ensemble_size", 1)
 
 
 def _load_state(run_dir: Path, step: int | None) -> tuple[Config, TrainState]:
