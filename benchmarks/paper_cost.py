@@ -15,7 +15,7 @@ import argparse
 
 from bench_train import step_flops
 
-from icl_lab import config, probes, sweeps, train
+from icl_lab import config, studies, train
 
 
 def flops_per_step(cfg: config.Config) -> float:
@@ -27,16 +27,15 @@ def flops_per_step(cfg: config.Config) -> float:
   return flops
 
 
-def figure_configs(base: config.Config) -> dict[str, list[config.Config]]:
-  """Every model each figure script trains at `base`, each distinct run once."""
-  fig3 = [c for panel in sweeps.fig3_configs(base).values() for cfgs in panel for c in cfgs]
-  figs = {
-      "fig1_noiseless (replicate)": [base],
-      "fig2_noise": sweeps.fig2_configs(base),
-      "fig3_depth_width": list({c.hash(): c for c in fig3}.values()),
-      "fig4_probes": [probes.fig4_config(base.preset), probes.fig4_config(base.preset, control=True)],
-  }
-  return figs
+def figure_configs(preset: str) -> dict[str, list[config.Config]]:
+  """Every distinct model each study trains at `preset`, with the study's own settings for that
+  preset (Fig. 2's quick models are 4 layers deep, Fig. 3's train 5k steps, Fig. 4's are d = 4
+  models and their controls), so the count matches what `icl-lab run` trains."""
+  out = {}
+  for name, module in studies.MODULES.items():
+    if preset in module.SETTINGS and module.configs(preset):
+      out[f"{name} ({', '.join(studies.STUDIES[name].results_stems)})"] = module.configs(preset)
+  return out
 
 
 def main() -> None:
@@ -46,11 +45,10 @@ def main() -> None:
   p.add_argument("--min-step-ms", type=float, default=2.0, help="assumed floor per training step")
   args = p.parse_args()
   rates = [float(r) for r in args.tflops.split(",")]
-  base = config.get_preset(args.preset)
   cache: dict[tuple, float] = {}
   print(f"preset {args.preset}; hours at {', '.join(f'{r:g}' for r in rates)} TFLOP/s sustained, "
         f"with at least {args.min_step_ms:g} ms per step")
-  for fig, cfgs in figure_configs(base).items():
+  for fig, cfgs in figure_configs(args.preset).items():
     total_flops, hours = 0.0, [0.0] * len(rates)
     for c in cfgs:
       key = (c.model, c.task.dim, c.task.num_exemplars, c.train.batch_size)

@@ -1,16 +1,14 @@
-"""Fig. 3: MSPD/d to each learner against depth L ∈ {1, 2, 4, 8} (H = 64) and width
-H ∈ {16, 32, 64, 128} (L = 4), two seeds per point.
+"""Fig. 3: MSPD/d to each learner against depth and width, two seeds per point.
 
-  python experiments/fig3_depth_width.py --preset quick
-  python experiments/fig3_depth_width.py --preset paper
+The study lives in icl_lab/studies/fig3.py; this is `icl-lab run fig3`:
+
+  python experiments/fig3_depth_width.py --preset tiny                  # seconds; results/
+  python experiments/fig3_depth_width.py [--preset P] [--set KEY=VALUE]  # `icl-lab studies` lists the presets
 """
 
-from _common import run_figure
+import sys
 
-from icl_lab import sweeps
-
-# Fourteen CPU models: each gets a quarter of the Fig. 1 budget.
-OVERRIDES = {"quick": ["train.steps=5000", "task.curriculum_steps=2000", "train.checkpoint_every=1000"]}
+from icl_lab import cli
 
 if __name__ == "__main__":
-  run_figure(__doc__, OVERRIDES, "fig3_depth_width", sweeps.run_fig3)
+  sys.exit(cli.main(["run", "fig3", *sys.argv[1:]]))

@@ -6,18 +6,23 @@ with the given overrides, and appends one JSON line per seed to experiments/scre
   python experiments/screen_recipe.py --name excess --set train.loss_weighting=excess
 """
 
+import argparse
 import json
 import sys
 from pathlib import Path
 
-from _common import parser
-
-from icl_lab import config, evaluate
+from icl_lab import config, host
 from icl_lab.io import atomic_write_text
 
 
 def main() -> None:
-  p = parser(__doc__)
+  host.use_host_devices()  # before anything imports jax
+  from icl_lab import evaluate
+
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--preset", default="quick", choices=sorted(config.PRESETS))
+  p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+  p.add_argument("--runs-dir", default="runs")
   p.add_argument("--name", required=True, help="label of the recipe in screens.jsonl")
   p.add_argument("--steps", type=int, default=5000)
   p.add_argument("--seeds", default="0,1", help="comma-separated; each sets train.seed and train.data_seed")

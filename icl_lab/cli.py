@@ -1,10 +1,11 @@
-"""The `icl-lab` command line: train presets, replicate the headline result, redraw figures."""
+"""The `icl-lab` command line: train presets, run the studies, evaluate a trained run, redraw figures."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from icl_lab import config as config_lib
 from icl_lab import host
@@ -18,8 +19,10 @@ def _add_config_args(p: argparse.ArgumentParser, default_preset: str) -> None:
   p.add_argument("--runs-dir", default="runs", help="where run folders live (default: runs)")
 
 
-def _config_from(args) -> config_lib.Config:
-  return config_lib.apply_overrides(config_lib.get_preset(args.preset), args.overrides)
+def _add_out_arg(p: argparse.ArgumentParser) -> None:
+  p.add_argument("--out", default=None,
+                 help="results folder (default: figures/ for a study's headline preset without overrides, "
+                      "results/ otherwise; a non-headline run never writes to figures/)")
 
 
 def cmd_train(args) -> None:
@@ -44,20 +47,129 @@ def cmd_presets(args) -> None:
       print(json.dumps(cfg.to_dict(), indent=2))
 
 
+def _run_study(name: str, args) -> None:
+  from icl_lab import studies
+
+  req = studies.RunRequest(args.preset, tuple(args.overrides), Path(args.runs_dir),
+                           None if args.out is None else Path(args.out))
+  for path in studies.run(name, req):
+    print(path)
+
+
+def cmd_run(args) -> None:
+  _run_study(args.study, args)
+
+
 def cmd_replicate(args) -> None:
-  from icl_lab import replicate
-
-  replicate.main(_config_from(args), runs_dir=args.runs_dir, out_dir=args.out)
+  _run_study("fig1", args)
 
 
-def cmd_figures(args) -> None:
+def _fmt_time(seconds: float | None) -> str:
+  if seconds is None:
+    return "GPU"
+  return f"~{seconds:.0f} s CPU" if seconds < 120 else f"~{seconds / 60:.0f} min CPU"
+
+
+def cmd_studies(args) -> None:
+  from icl_lab import studies
+
+  for study in studies.STUDIES.values():
+    presets = ", ".join(f"{p}{' (headline)' if p == study.headline_preset else ''} {_fmt_time(t)}"
+                        for p, t in study.presets.items())
+    print(f"{study.name}: {study.description}")
+    print(f"  presets: {presets}")
+    for base, crit in studies.status(study, args.figures).items():
+      if crit is None:
+        print(f"  {base}: not run")
+        continue
+      for c in crit:
+        print(f"  {base}: {'met' if c['met'] else 'missed'}: {c['name']} = {_fmt_value(c['value'])} "
+              f"(target {c['target']})")
+
+
+def _fmt_value(value) -> str:
+  if isinstance(value, float):
+    return f"{value:.4g}"
+  return "null" if value is None else str(value)
+
+
+def cmd_eval(args) -> None:
+  import dataclasses
+
+  from icl_lab import evaluate, learners, results, train
+  from icl_lab.studies.base import check_learners
+
+  run_dir = Path(args.run_dir)
+  cfg, _ = train.load_model(run_dir)
+  if cfg.task.kind != "regression":
+    raise config_lib.ConfigError(f"{run_dir} trained task.kind={cfg.task.kind}; eval compares regression models")
+  for item in args.overrides:
+    key = item.split("=", 1)[0].strip()
+    if not key.startswith("task.") or key.split(".", 1)[1] in FIXED_BY_MODEL:
+      raise config_lib.ConfigError(
+          f"eval takes task.* overrides except {', '.join('task.' + k for k in FIXED_BY_MODEL)} "
+          f"(they change the model's input); got {key}")
+  eval_cfg = config_lib.apply_overrides(cfg, args.overrides)
+  if eval_cfg.task.num_exemplars > cfg.task.num_exemplars:
+    raise config_lib.ConfigError(f"task.num_exemplars={eval_cfg.task.num_exemplars} exceeds the "
+                                 f"{cfg.task.num_exemplars} pairs the model has positions for")
+  task_cfg = dataclasses.replace(eval_cfg.task, curriculum_start_dim=0, curriculum_steps=0)
+  names = [n.strip() for n in args.learners.split(",") if n.strip()] if args.learners else list(learners.FIG1_LEARNERS)
+  check_learners(names)
+  result = evaluate.evaluate_run(run_dir, names, task_cfg=task_cfg, num_prompts=args.num_prompts,
+                                 weights_prompts=args.weights_prompts)
+  payload = {"run": run_dir.name, "run_config": cfg.to_dict(), "eval_task": dataclasses.asdict(task_cfg),
+             "overrides": list(args.overrides), **result}
+  print(f"{run_dir.name} ({train.config_summary(cfg)}) on σ={task_cfg.noise_std} τ={task_cfg.weight_std} "
+        f"x_cov={task_cfg.x_cov} N={task_cfg.num_exemplars}:")
+  print(evaluate.mspd_table(result))
+  if args.out:
+    dest = results.Destination(Path(args.out).parent, "", headline=False)
+    base = Path(args.out).stem
+  else:
+    dest = results.Destination(results.SCRATCH_DIR, results.override_tag(args.overrides), headline=False)
+    base = f"eval_{run_dir.name}"
+  seeds = results.Seeds((cfg.train.seed,), (cfg.train.data_seed,), evaluate.EVAL_SEED)
+  path = results.write(dest, base, payload, preset=cfg.preset, seeds=seeds, wall_s=0.0, run=run_dir.name)[0]
+  print(path)
+
+
+# Task fields fixed by the trained model's read-in and positions.
+FIXED_BY_MODEL = ("dim", "token_format", "kind")
+
+
+def cmd_criteria(args) -> None:
+  from icl_lab import results, studies
+
+  for path in sorted(Path(args.figures).glob("*.json")):
+    crit = studies.criteria_of(path) if path.name != "MANIFEST.json" else None
+    if crit is not None:
+      print(f"{path}:\n{results.format_criteria(crit)}")
+  if args.write:
+    for path in studies.add_criteria(args.figures):
+      print(f"stored criteria in {path}")
+
+
+def cmd_readme(args) -> int:
+  from icl_lab.studies import readme
+
+  names = readme.check(args.readme, args.figures) if args.check else readme.update(args.readme, args.figures)
+  for name in names:
+    print(f"{'stale' if args.check else 'rewrote'}: results:{name}")
+  return 1 if args.check and names else 0
+
+
+def cmd_figures(args) -> int:
   from icl_lab import plotting
 
-  drawn = plotting.redraw_all(args.out)
+  drawn, failures = plotting.redraw_all(args.out)
   for path in drawn:
     print(path)
-  if not drawn:
+  if not drawn and not failures:
     print(f"no results files found under {args.out}", file=sys.stderr)
+  for msg in failures:
+    print(f"icl-lab: could not redraw {msg}", file=sys.stderr)
+  return 1 if failures else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,14 +182,48 @@ def build_parser() -> argparse.ArgumentParser:
   _add_config_args(p, "tiny")
   p.set_defaults(func=cmd_train)
 
-  p = sub.add_parser("replicate", help="train the quick model and reproduce Fig. 1 (noiseless, d = 8)")
+  p = sub.add_parser("replicate", help="the headline study, = `icl-lab run fig1`: train a model and "
+                     "reproduce Fig. 1 and Fig. 6 (noiseless, d = 8)")
   _add_config_args(p, "quick")
-  p.add_argument("--out", default="figures", help="where results and figures go (default: figures)")
+  _add_out_arg(p)
   p.set_defaults(func=cmd_replicate)
 
-  p = sub.add_parser("figures", help="redraw every figure from its committed results JSON")
+  p = sub.add_parser("run", help="run a study (`icl-lab studies` lists them); --set study.KEY=VALUE "
+                     "changes one of its settings")
+  p.add_argument("study")
+  _add_config_args(p, "quick")
+  _add_out_arg(p)
+  p.set_defaults(func=cmd_run)
+
+  p = sub.add_parser("studies", help="list the studies, their presets and the criteria of their committed results")
+  p.add_argument("--figures", default="figures", help="folder of the committed results (default: figures)")
+  p.set_defaults(func=cmd_studies)
+
+  p = sub.add_parser("eval", help="evaluate a trained run folder against the reference learners, "
+                     "on its own task or another (--set task.noise_std=0.5, --set task.x_cov=skewed)")
+  p.add_argument("run_dir")
+  p.add_argument("--set", dest="overrides", action="append", default=[], metavar="task.KEY=VALUE")
+  p.add_argument("--learners", default=None, help="comma-separated learner names (default: Fig. 1's)")
+  p.add_argument("--num-prompts", type=int, default=1024)
+  p.add_argument("--weights-prompts", type=int, default=64, help="prompts whose implicit weights are fitted")
+  p.add_argument("--out", default=None, help="results JSON path (default: results/eval_<run>[...].json)")
+  p.set_defaults(func=cmd_eval)
+
+  p = sub.add_parser("figures", help="redraw every figure from its results JSON")
   p.add_argument("--out", default="figures")
   p.set_defaults(func=cmd_figures)
+
+  p = sub.add_parser("criteria", help="print each results file's criteria, computed from its own data; "
+                     "--write stores them in the files (changing no other key)")
+  p.add_argument("--figures", default="figures")
+  p.add_argument("--write", action="store_true")
+  p.set_defaults(func=cmd_criteria)
+
+  p = sub.add_parser("readme", help="rewrite README.md's <!-- results:NAME --> sections from the committed JSON")
+  p.add_argument("readme", nargs="?", default="README.md")
+  p.add_argument("--figures", default="figures")
+  p.add_argument("--check", action="store_true", help="only list stale sections; exit 1 if any")
+  p.set_defaults(func=cmd_readme)
 
   p = sub.add_parser("presets", help="list the named presets")
   p.add_argument("-v", "--verbose", action="store_true")
@@ -89,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
   host.use_host_devices()  # before anything imports jax
   try:
-    args.func(args)
+    rc = args.func(args)
   except config_lib.ConfigError as err:
     print(f"icl-lab: config error: {err}", file=sys.stderr)
     return 2
@@ -105,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
       print(f"icl-lab: {err}", file=sys.stderr)
       return 1
     raise
-  return 0
+  return rc or 0
 
 
 if __name__ == "__main__":

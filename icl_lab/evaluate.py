@@ -98,6 +98,19 @@ def compare(predict_fn: Callable, batch: tasks.Batch, learner_names: Sequence[st
   return result
 
 
+def evaluate_run(run_dir, learner_names: Sequence[str], *, task_cfg: TaskConfig | None = None,
+                 num_prompts: int = 1024, weights_prompts: int = 64) -> dict:
+  """Loads a trained run folder and compares it with `learner_names` on held-out prompts of
+  `task_cfg` (default: the task it was trained on)."""
+  from icl_lab import train
+
+  cfg, model = train.load_model(run_dir)
+  task_cfg = task_cfg or cfg.task
+  batch = eval_batch(task_cfg, num_prompts)
+  return compare(model_predict_fn(model, task_cfg.token_format), batch, learner_names,
+                 weights_prompts=weights_prompts)
+
+
 def mspd_table(result: dict) -> str:
   """A short text table of MSPD/d per learner, the closest one marked."""
   rows = result["mspd_over_d"]

@@ -1,4 +1,4 @@
-"""figures/MANIFEST.json: how each committed results file was produced."""
+"""MANIFEST.json beside each results folder: how each results file was produced."""
 
 from __future__ import annotations
 
@@ -12,15 +12,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import jax
-
 from icl_lab.io import read_json, write_json
 
 
 @functools.cache
 def git_commit() -> str:
-  """HEAD's hash, with '+dirty' when the lab's code differs from it; read once, at import,
-  so a long study records the code it started with even if commits land meanwhile."""
+  """HEAD's hash, with '+dirty' when the lab's code differs from it. Read once per process and
+  cached: a study calls it when it starts, so a long study records the code it started with
+  even if commits land meanwhile. Importing this module runs no subprocess."""
   root = Path(__file__).resolve().parent.parent
   try:
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
@@ -33,6 +32,8 @@ def git_commit() -> str:
 
 
 def device_description() -> str:
+  import jax  # only when a results file is written
+
   dev = jax.devices()[0]
   cpu = platform.processor() or platform.machine()
   return f"{dev.platform}:{dev.device_kind} x{jax.device_count()} (host {cpu}, {os.cpu_count()} cores)"
@@ -42,19 +43,6 @@ def command_line() -> str:
   argv = list(sys.argv)
   argv[0] = Path(argv[0]).name if argv[0].endswith("icl-lab") else argv[0]
   return shlex.join(argv)
-
-
-# The preset whose results are a figure's headline files; `quick` unless named here. Fig. 1/6's
-# headline comes from the hour-long `cpu` preset; `quick` is their 20-minute smoke run.
-HEADLINE_PRESET = {"fig1_noiseless": "cpu", "fig6_linearity": "cpu"}
-
-
-def results_stem(base: str, cfg, customized: bool) -> str:
-  """`base` for the figure's headline preset, `base_<preset>` for another, `base_<run name>`
-  when the user changed the config, so no other run overwrites a committed headline figure."""
-  if customized:
-    return f"{base}_{cfg.run_name()}"
-  return base if cfg.preset == HEADLINE_PRESET.get(base, "quick") else f"{base}_{cfg.preset}"
 
 
 def record(out_dir: str | Path, name: str, *, preset: str, seeds: dict[str, Any], wall_s: float,
@@ -68,6 +56,3 @@ def record(out_dir: str | Path, name: str, *, preset: str, seeds: dict[str, Any]
       "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), **extra,
   }
   write_json(path, dict(sorted(manifest.items())))
-
-
-git_commit()

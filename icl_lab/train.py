@@ -35,7 +35,7 @@ from icl_lab import checkpoints, memory, runlock, task_api
 from icl_lab import config as config_lib
 from icl_lab.config import Config
 from icl_lab.io import atomic_write_text
-from icl_lab.progress import Progress
+from icl_lab.progress import Progress, zero_predictor_loss
 
 
 class TrainingError(RuntimeError):
@@ -354,7 +354,8 @@ def _loop(cfgs, run_dirs, mngrs, tx, graphdef, states, *, progress, stop_at_step
   schedules = [make_schedule(c.train) for c in cfgs]
   end = tr.steps if stop_at_step is None else min(stop_at_step, tr.steps)
   label = run_dirs[0].name + (f" +{k - 1} members" if k > 1 else "")
-  bar = Progress(total=tr.steps, start=start, enabled=progress, quiet=quiet, label=label)
+  bar = Progress(total=tr.steps, start=start, enabled=progress, quiet=quiet, label=label,
+                 reference=functools.partial(zero_predictor_loss, cfgs[0]))
   t_start = time.perf_counter()
   last_drain = [t_start]
   pending = None  # (first_step, num_steps, metrics) of the call still in flight

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from icl_lab import model, tasks
-from icl_lab.constructions import linear_attention, primitives, study
+from icl_lab import model, results, tasks
+from icl_lab.constructions import linear_attention, primitives
 from icl_lab.constructions.compiler import ProgramBuilder, compile_program, nonzero_params, shape_of, size_of
 from icl_lab.constructions.gd import gd_program, sgd_program
 from icl_lab.constructions.network import scan_forward
@@ -329,9 +329,12 @@ def test_plot_draws_from_json_alone(tmp_path):
                                       mspd_over_d=[1e-8, 1e-12], max_abs_err=[1e-4, 1e-6])},
              trained_model={"sgd": {"2": dict(prefix=[0, 1, 2], spd_over_d=[0, 1e-3, 1e-3], run="x")}},
              meta=dict(seed=0, wall_clock_s=1.0))
-  path = tmp_path / "c.json"
-  study.write_json(res, str(path))
-  assert json.loads(path.read_text()) == res
-  assert json.loads((tmp_path / "MANIFEST.json").read_text())["c"]["preset"] == "constructions"
-  for p in study.plot(str(path)):
-    assert (tmp_path / p.split("/")[-1]).stat().st_size > 0
+  from icl_lab.studies import constructions
+
+  dest = results.Destination(tmp_path, "_tiny", headline=False)
+  paths = results.write(dest, "constructions", res, preset="tiny", seeds=results.Seeds(eval_data=0), wall_s=1.0,
+                        plot=constructions.plot)
+  assert json.loads(paths[0].read_text()) == res
+  assert json.loads((tmp_path / "MANIFEST.json").read_text())["constructions_tiny"]["preset"] == "tiny"
+  assert [p.name for p in paths] == ["constructions_tiny.json", "constructions_tiny.png", "constructions_tiny.pdf"]
+  assert all(p.stat().st_size > 0 for p in paths)

@@ -95,18 +95,23 @@ def test_implicit_weights_validates_probes():
     M.implicit_weights(L.ols, xs, ys, jax.random.key(0), chunk=0)
 
 
-def test_bootstrap_ci_contains_mean_and_narrows():
-  rng = np.random.default_rng(0)
-
-  def width(b):
-    preds, ys = rng.standard_normal((b, 6)), rng.standard_normal((b, 6))
-    out = M.error_vs_truth(preds, ys, seed=1, num_boot=500)
-    np.testing.assert_allclose(out["mean"], np.mean((preds - ys) ** 2, axis=0))
-    assert np.all(out["low"] <= out["mean"]) and np.all(out["mean"] <= out["high"])
-    return np.mean(out["high"] - out["low"])
-
-  narrow, wide = width(1600), width(25)
-  assert narrow < wide / 4  # ~1/√B: 8x narrower in expectation
+def test_bootstrap_ci_matches_the_normal_interval_of_a_known_distribution():
+  """Squared errors of 1 or 9 with equal weight: mean 5, standard deviation 4, so with B = 1600
+  prompts the 95% interval of the mean is 5 ± 1.96·4/√1600 = [4.804, 5.196]."""
+  b = 1600
+  err_B = np.where(np.arange(b) % 2 == 0, 1.0, 3.0)  # |pred − y|: squared, half 1 and half 9
+  sign_B = np.where(np.arange(b) % 4 < 2, 1.0, -1.0)
+  ys = np.zeros((b, 2))
+  preds = np.stack([sign_B * err_B, 2.0 * np.ones(b)], axis=1)  # column 1: every error is 4
+  out = M.error_vs_truth(preds, ys, seed=1, num_boot=4000)
+  np.testing.assert_allclose(out["mean"], [5.0, 4.0])
+  half = 1.96 * 4.0 / np.sqrt(b)
+  np.testing.assert_allclose([out["low"][0], out["high"][0]], [5.0 - half, 5.0 + half], atol=0.02)
+  # A constant error has no sampling spread: the interval collapses onto it.
+  assert out["low"][1] == out["high"][1] == 4.0
+  # A 50% interval is the normal one with z = 0.674.
+  mid = M.error_vs_truth(preds, ys, seed=1, num_boot=4000, ci=0.5)
+  np.testing.assert_allclose(mid["high"][0] - mid["low"][0], 2 * 0.674 * 4.0 / np.sqrt(b), rtol=0.1)
   with pytest.raises(ValueError, match="ci=1.5"):
     M.error_vs_truth(np.zeros((2, 3)), np.zeros((2, 3)), ci=1.5)
   with pytest.raises(ValueError, match="num_boot=0"):

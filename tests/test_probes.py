@@ -7,8 +7,9 @@ import jax
 import numpy as np
 import pytest
 
-from icl_lab import learners, model, plot_probes, probes, tasks
+from icl_lab import learners, model, probes, tasks
 from icl_lab.config import ModelConfig, TaskConfig
+from icl_lab.studies import fig4
 
 TASK = TaskConfig(dim=4, num_exemplars=8)
 
@@ -165,15 +166,14 @@ def test_probe_study_json_and_figure(tmp_path):
   payload = {**study, "d": 4, "control": study}
   path = tmp_path / "fig4_probes.json"
   path.write_text(json.dumps(payload))
-  paths = plot_probes.plot_fig4(path)
+  paths = fig4.plot(path)
   assert {p.name for p in paths} == {"fig4_probes.png", "fig4_probes.pdf"}
   assert all(p.stat().st_size > 0 for p in paths)
 
 
 def test_fig4_configs_train_on_all_four_dims():
   """The quick probing model and its control reach d = 4 inside their run (curriculum at 40%)."""
-  for control in (False, True):
-    cfg = probes.fig4_config("quick", steps=8000, control=control)
+  for control, cfg in zip((False, True), fig4.model_configs("quick")):
     assert (cfg.task.dim, cfg.model.layers, cfg.task.curriculum_steps) == (4, 8, 3200)
     assert cfg.task.curriculum_steps < cfg.train.steps
     assert cfg.task.weights == ("ones" if control else "gaussian")

@@ -8,7 +8,8 @@
 - gd: Theorem 1 (one-pass SGD, one GD step per example) and batch GD by attention averaging.
 - ridge: Theorem 2 (ridge by Sherman–Morrison / recursive least squares).
 - linear_attention: von Oswald et al.'s one-layer linear-attention GD step, and training it.
-- study: agreement with the learners, error vs scale, sizes, JSON and figure.
+- agreement: agreement with the learners, error vs scale, sizes, markdown tables (the study
+  itself, its JSON and figure: icl_lab.studies.constructions).
 """
 
 from __future__ import annotations

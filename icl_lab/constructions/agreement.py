@@ -1,6 +1,6 @@
 """How well the compiled constructions agree with their target learners, how the error falls
-with the approximation scale, the LSA study and the size report; results go to JSON, and
-`plot` draws the figure from that JSON alone.
+with the approximation scale, and the size report; markdown tables rendered from the results
+JSON (`icl_lab.studies.constructions` runs the study and draws its figure).
 
 JSON layout (figures/constructions.json):
   meta:        command, seeds, batch, n, dims, wall-clock, device, jax version.
@@ -13,14 +13,14 @@ JSON layout (figures/constructions.json):
   sizes:       {d: [size_of(program)...]} for the size table in experiments/README.md.
   trained_model: {construction: null}. A slot for a trained transformer's agreement with the
                same learner, filled from a trained run as {d: {prefix, spd_over_d, run}} with
-               the same prefix convention; `plot` draws it when present.
+               the same prefix convention; the figure draws it when present.
+  criteria:    the study's checks (icl_lab.studies.constructions.criteria).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,9 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from icl_lab import io, learners, manifest, tasks
+from icl_lab import learners, tasks
 from icl_lab.config import TaskConfig
-from icl_lab.constructions import linear_attention
 from icl_lab.constructions.compiler import DEFAULT_SCALE, Program, compile_program, size_of
 from icl_lab.constructions.gd import gd_program, sgd_program
 from icl_lab.constructions.network import scan_forward
@@ -54,7 +53,7 @@ def prompts(d: int, n: int, batch: int, seed: int) -> tuple[np.ndarray, np.ndarr
   return np.asarray(b.xs_BxNxD), np.asarray(b.ys_BxN)
 
 
-def compare(prog: Program, learner_name: str, xs_BxNxD: np.ndarray, ys_BxN: np.ndarray, *,
+def construction_preds(prog: Program, learner_name: str, xs_BxNxD: np.ndarray, ys_BxN: np.ndarray, *,
             dtype: str = "float64", scale: float | None = None) -> tuple[np.ndarray, np.ndarray]:
   """(construction preds_BxN, learner preds_BxN), both computed in `dtype`."""
   with jax.enable_x64(dtype == "float64"):
@@ -77,7 +76,7 @@ def agreement(name: str, d: int, n: int, *, dtype: str, batch: int, seed: int,
               scale: float | None = None) -> dict[str, Any]:
   build, learner_name, _ = CONSTRUCTIONS[name]
   xs, ys = prompts(d, n, batch, seed)
-  pred, ref = compare(build(d, n), learner_name, xs, ys, dtype=dtype, scale=scale)
+  pred, ref = construction_preds(build(d, n), learner_name, xs, ys, dtype=dtype, scale=scale)
   return dict(_summary(pred, ref, d), scale=DEFAULT_SCALE[dtype] if scale is None else scale)
 
 
@@ -87,7 +86,7 @@ def scale_sweep(name: str, d: int, n: int, scales, *, dtype: str = "float64", ba
   build, learner_name, _ = CONSTRUCTIONS[name]
   xs, ys = prompts(d, n, batch, seed)
   prog = build(d, n)
-  rows = [_summary(*compare(prog, learner_name, xs, ys, dtype=dtype, scale=s), d) for s in scales]
+  rows = [_summary(*construction_preds(prog, learner_name, xs, ys, dtype=dtype, scale=s), d) for s in scales]
   return dict(d=d, n=n, dtype=dtype, batch=batch, scales=[float(s) for s in scales],
               mspd_over_d=[r["mspd_over_d"] for r in rows],
               max_abs_err=[r["max_abs_err"] for r in rows])
@@ -150,37 +149,6 @@ def results_markdown(json_path: str) -> str:
   return "\n".join(out)
 
 
-def run_study(dims=(2, 4, 8), n: int = 16, *, batch: int = 128, seed: int = 0,
-              dtypes=("float64", "float32"), sweep_scales=(1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4,
-                                                           3e-5, 1e-5, 3e-6, 1e-6),
-              sweep_d: int = 4, sweep_n: int = 8, lsa_steps: int = 2000,
-              command: str = "") -> dict[str, Any]:
-  start = time.time()
-  out: dict[str, Any] = {"agreement": {}, "scale_sweep": {}}
-  for name, (_, learner_name, hyper) in CONSTRUCTIONS.items():
-    by_dtype = {dt: {str(d): agreement(name, d, n, dtype=dt, batch=batch, seed=seed) for d in dims}
-                for dt in dtypes}
-    out["agreement"][name] = dict(learner=learner_name, params=hyper, by_dtype=by_dtype)
-    out["scale_sweep"][name] = scale_sweep(name, sweep_d, sweep_n, sweep_scales, batch=batch, seed=seed)
-  out["lsa"] = linear_attention.study(8, n, steps=lsa_steps, seed=seed)
-  out["sizes"] = {str(d): size_report(d, n) for d in (2, 4, 8, 16)}
-  out["trained_model"] = {name: None for name in CONSTRUCTIONS}
-  out["meta"] = dict(command=command, git_commit=manifest.git_commit(), seed=seed, batch=batch, n=n,
-                     dims=list(dims), dtypes=list(dtypes), default_scale=DEFAULT_SCALE,
-                     wall_clock_s=round(time.time() - start, 1),
-                     device=manifest.device_description(),
-                     jax=jax.__version__)
-  return out
-
-
-def write_json(obj: dict[str, Any], path: str) -> None:
-  """Atomic, and recorded in the MANIFEST.json beside it."""
-  io.write_json(path, obj)
-  meta = obj["meta"]
-  manifest.record(os.path.dirname(os.path.abspath(path)), os.path.splitext(os.path.basename(path))[0],
-                  preset="constructions", seeds={"prompts": meta["seed"]}, wall_s=meta["wall_clock_s"])
-
-
 def trained_agreement(fig1_json: str, n: int) -> dict[str, Any]:
   """A trained transformer's SPD/d to each construction's target learner, read from a Fig. 1
   results file (so d is that model's d), truncated to the constructions' n pairs."""
@@ -195,50 +163,3 @@ def trained_agreement(fig1_json: str, n: int) -> dict[str, Any]:
   return out
 
 
-def plot(json_path: str, out_stem: str | None = None) -> list[str]:
-  """Draws <out_stem>.png and .pdf from the JSON alone; returns the paths written."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  with open(json_path) as f:
-    res = json.load(f)
-  out_stem = out_stem or os.path.splitext(json_path)[0]
-  names = list(res["agreement"])
-  fig, axes = plt.subplots(1, len(names) + 1, figsize=(4.2 * (len(names) + 1), 3.6))
-  colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-  floor = 1e-30
-  for ax, name in zip(axes, names):
-    entry = res["agreement"][name]
-    for dt, style in (("float64", "-"), ("float32", "--")):
-      for k, (d, row) in enumerate(entry["by_dtype"].get(dt, {}).items()):
-        prefix = np.asarray(row["prefix"])[1:]
-        spd = np.maximum(np.asarray(row["spd_over_d"])[1:], floor)
-        ax.semilogy(prefix, spd, style, color=colors[k], label=f"d={d}, {dt}")
-    trained = (res.get("trained_model") or {}).get(name)
-    for k, (d, row) in enumerate((trained or {}).items()):
-      ax.semilogy(np.asarray(row["prefix"])[1:], np.maximum(np.asarray(row["spd_over_d"])[1:], floor),
-                  ":", color=colors[k], lw=2, label=f"trained, d={d}")
-    ax.set_title(f"{name} construction vs {entry['learner']}")
-    ax.set_xlabel("prefix length (pairs in context)")
-    ax.set_ylabel("SPD / d")
-    ax.grid(alpha=0.3)
-  axes[0].legend(fontsize=7)
-  ax = axes[-1]
-  for k, (name, sw) in enumerate(res["scale_sweep"].items()):
-    ax.loglog(sw["scales"], np.maximum(sw["mspd_over_d"], floor), "o-", color=colors[k],
-              label=f"{name} (d={sw['d']}, {sw['dtype']})")
-  s = np.asarray(next(iter(res["scale_sweep"].values()))["scales"])
-  ref = next(iter(res["scale_sweep"].values()))["mspd_over_d"][0] * (s / s[0]) ** 4
-  ax.loglog(s, ref, "k:", label="∝ s⁴ (error ∝ s²)")
-  ax.set_title("error vs mul scale s")
-  ax.set_xlabel("scale s")
-  ax.set_ylabel("MSPD / d")
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=7)
-  fig.tight_layout()
-  paths = [f"{out_stem}.png", f"{out_stem}.pdf"]
-  for p in paths:
-    fig.savefig(p, dpi=150)
-  plt.close(fig)
-  return paths

@@ -1,0 +1,78 @@
+"""The registry of studies: each maps a name to its presets, run, criteria, figures and README
+tables (`Study`). `icl-lab studies` lists them, `icl-lab run NAME` runs one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from icl_lab.config import ConfigError
+from icl_lab.io import read_json, write_json
+from icl_lab.results import HEADLINE_DIR
+from icl_lab.studies import constructions, fig1, fig2, fig3, fig4
+from icl_lab.studies.base import Output, RunRequest, Study
+
+STUDIES: dict[str, Study] = {s.name: s for s in (fig1.STUDY, fig2.STUDY, fig3.STUDY, fig4.STUDY,
+                                                 constructions.STUDY)}
+# The module of each study, for its `configs(preset)` (every model it trains).
+MODULES = {"fig1": fig1, "fig2": fig2, "fig3": fig3, "fig4": fig4, "constructions": constructions}
+
+__all__ = ["MODULES", "STUDIES", "Output", "RunRequest", "Study", "get", "output_for", "run"]
+
+
+def get(name: str) -> Study:
+  if name not in STUDIES:
+    raise ConfigError(f"unknown study {name!r}; accepted: {', '.join(STUDIES)}")
+  return STUDIES[name]
+
+
+def output_for(stem: str) -> tuple[Study, Output] | None:
+  """The study and results file a stem belongs to: `<base>` or `<base>_<anything>`."""
+  for study in STUDIES.values():
+    for out in study.outputs:
+      if stem == out.base or stem.startswith(out.base + "_"):
+        return study, out
+  return None
+
+
+def run(name: str, req: RunRequest) -> list[Path]:
+  from icl_lab import manifest
+
+  study = get(name)
+  manifest.git_commit()  # read now: the manifest records the code the study started with
+  return study.run(req)
+
+
+def criteria_of(path: str | Path) -> list[dict[str, Any]] | None:
+  """The criteria of a results file, computed from its own data (None: no study owns it)."""
+  found = output_for(Path(path).stem)
+  if found is None:
+    return None
+  payload = read_json(path)
+  return [c.to_dict() for c in found[1].criteria(payload)]
+
+
+def status(study: Study, folder: str | Path = HEADLINE_DIR) -> dict[str, list[dict[str, Any]] | None]:
+  """Per results stem: the criteria of its committed file, or None when it has not been run."""
+  out = {}
+  for base in study.results_stems:
+    path = Path(folder) / f"{base}.json"
+    out[base] = criteria_of(path) if path.exists() else None
+  return out
+
+
+def add_criteria(folder: str | Path = HEADLINE_DIR) -> list[Path]:
+  """Stores each results file's `criteria` (computed from its own data) in it, changing no other
+  key: the migration of results written before criteria existed. Returns the files changed."""
+  changed = []
+  for path in sorted(Path(folder).glob("*.json")):
+    crit = criteria_of(path) if path.name != "MANIFEST.json" else None
+    if crit is None:
+      continue
+    payload = read_json(path)
+    if payload.get("criteria") == crit:
+      continue
+    payload["criteria"] = crit  # replaces in place, or appends as the last key
+    write_json(path, payload)
+    changed.append(path)
+  return changed

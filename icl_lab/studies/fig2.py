@@ -1,0 +1,160 @@
+"""Fig. 2: one model per (σ, τ) of the paper's noise grid, each compared on its own noise level
+with OLS and ridge(λ): does the column minimum sit on the Bayes ridge λ = σ²/τ²?"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from icl_lab import ensembles, evaluate, results
+from icl_lab.config import ConfigError
+from icl_lab.io import read_json
+from icl_lab.plotting import save_figure
+from icl_lab.results import Criterion, Seeds
+from icl_lab.studies.base import Output, RunRequest, Study, build_config, check_learners, fmt, settings_for
+
+NAME = "fig2"
+HEADLINE_PRESET = "quick"
+# The paper's (σ, τ) grid for d = 8, so σ²/τ² ∈ {0, 1/16, 1/9, 1/4, 4/9}.
+NOISE_GRID = ((0.0, 1.0), (0.25, 1.0), (0.5, 1.5), (0.5, 1.0), (0.5, 0.75))
+ROWS = ("ols", "ridge(0.0625)", "ridge(0.1111)", "ridge(0.25)", "ridge(0.4444)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  config_overrides: tuple[str, ...] = ()
+  sigmas: tuple[float, ...] = tuple(s for s, _ in NOISE_GRID)
+  taus: tuple[float, ...] = tuple(t for _, t in NOISE_GRID)
+  rows: tuple[str, ...] = ROWS
+  num_prompts: int = 1024
+  cpu_s: float | None = None
+
+
+SETTINGS = {
+    "tiny": Settings(("train.steps=40", "train.checkpoint_every=20"), sigmas=(0.0, 0.5), taus=(1.0, 1.0),
+                     rows=("ols", "ridge(0.25)"), num_prompts=64, cpu_s=30),
+    # Five CPU models, so each is 4 layers deep (half the Fig. 1 model's cost per step), 10k steps.
+    "quick": Settings(("model.layers=4", "train.steps=10000", "task.curriculum_steps=4000",
+                       "train.checkpoint_every=1000"), cpu_s=3700),
+    "paper": Settings(),
+}
+
+
+def _grid(s: Settings) -> list[tuple[float, float]]:
+  if len(s.sigmas) != len(s.taus):
+    raise ConfigError(f"study.sigmas has {len(s.sigmas)} values and study.taus {len(s.taus)}; give one τ per σ")
+  return list(zip(s.sigmas, s.taus))
+
+
+def configs(preset: str, overrides=(), settings: Settings | None = None) -> list:
+  """One config per (σ, τ) of the grid."""
+  s = settings or SETTINGS[preset]
+  base = build_config(preset, s.config_overrides, overrides)
+  return [ensembles.with_fields(base, "task", noise_std=sg, weight_std=t) for sg, t in _grid(s)]
+
+
+def lam_of(row: str) -> float:
+  return 0.0 if row == "ols" else float(row[row.index("(") + 1:-1])
+
+
+def run(req: RunRequest) -> list[Path]:
+  s = settings_for(NAME, SETTINGS, req)
+  dest = results.destination(req.preset, HEADLINE_PRESET, req.overrides, req.out)
+  cfgs = configs(req.preset, req.config_overrides, s)
+  base, grid, rows = cfgs[0], _grid(s), list(s.rows)
+  check_learners(rows)
+  run_dirs, train_wall = ensembles.train_grouped(cfgs, req.runs_dir)
+  t_eval = time.perf_counter()
+  under = np.zeros((len(rows), len(grid)))
+  full = np.zeros_like(under)
+  for j, run_dir in enumerate(run_dirs):
+    res = evaluate.evaluate_run(run_dir, rows, num_prompts=s.num_prompts, weights_prompts=8)
+    for i, name in enumerate(rows):
+      under[i, j] = res["mspd_over_d"][name]["underdetermined"]
+      full[i, j] = res["mspd_over_d"][name]["full"]
+  eval_s = time.perf_counter() - t_eval
+  ratios = [sg**2 / t**2 for sg, t in grid]
+  bayes_row = [int(np.argmin([abs(lam_of(r) - q) for r in rows])) for q in ratios]
+  payload = {
+      "preset": req.preset, "d": base.task.dim, "sigma_tau": [list(g) for g in grid], "noise_ratios": ratios,
+      "rows": rows, "bayes_row": bayes_row,
+      "mspd_over_d_underdetermined": under.tolist(), "mspd_over_d_full": full.tolist(),
+      "closest_row_underdetermined": [rows[i] for i in under.argmin(0)],
+      "closest_row_full": [rows[i] for i in full.argmin(0)],
+      "bayes_is_closest_full": bayes_hits(full, bayes_row),
+      "bayes_is_closest_underdetermined": bayes_hits(under, bayes_row),
+      "runs": [r.name for r in run_dirs], "train_wall_s": train_wall, "eval_wall_s": eval_s,
+      "base_config": base.to_dict(),
+  }
+  seeds = Seeds((base.train.seed,), (base.train.data_seed,), evaluate.EVAL_SEED)
+  paths = results.write(dest, "fig2_noise", payload, preset=req.preset, seeds=seeds, wall_s=train_wall + eval_s,
+                        criteria=criteria, plot=plot)
+  print(results.format_criteria(read_json(paths[0])["criteria"]))
+  return paths
+
+
+def bayes_hits(m_RxC, bayes_row) -> int:
+  """How many columns have their minimum on the Bayes row."""
+  m_RxC = np.asarray(m_RxC, float)
+  return int(sum(m_RxC[:, j].argmin() == b for j, b in enumerate(bayes_row)))
+
+
+def criteria(r: dict) -> list[Criterion]:
+  cols = len(r["noise_ratios"])
+  need = cols - 1 if cols > 1 else 1
+  hits = bayes_hits(r["mspd_over_d_full"], r["bayes_row"])
+  return [Criterion("columns whose minimum (full-range MSPD/d) is the Bayes ridge λ = σ²/τ²", hits,
+                    f"≥ {need} of {cols}", hits >= need)]
+
+
+def readme(r: dict) -> str:
+  """MSPD/d over all n (and n < d): rows = learners, columns = σ²/τ²; column minimum in bold."""
+  full, under = np.asarray(r["mspd_over_d_full"]), np.asarray(r["mspd_over_d_underdetermined"])
+  lines = ["| learner | " + " | ".join(f"σ²/τ² = {q:.3g}" for q in r["noise_ratios"]) + " |",
+           "|---|" + "---|" * len(r["noise_ratios"])]
+  for i, row in enumerate(r["rows"]):
+    cells = []
+    for j in range(full.shape[1]):
+      b = "**" if full[i, j] == full[:, j].min() else ""
+      cells.append(f"{b}{fmt(full[i, j], 2)}{b} ({fmt(under[i, j], 2)})")
+    lines.append(f"| {row} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def plot(json_path: str | Path) -> list[Path]:
+  """Heat maps of MSPD/d: rows = learners, columns = σ²/τ² of the model's training data."""
+  json_path = Path(json_path)
+  r = read_json(json_path)
+  fig, axes = plt.subplots(1, 2, figsize=(13, 4.4), layout="constrained")
+  for ax, key, title in ((axes[0], "mspd_over_d_underdetermined", "MSPD/d, n < d"),
+                         (axes[1], "mspd_over_d_full", "MSPD/d, all n")):
+    m_RxC = np.asarray(r[key], float)
+    im = ax.imshow(np.log10(m_RxC), cmap="viridis_r", aspect="auto")
+    for i in range(m_RxC.shape[0]):
+      for j in range(m_RxC.shape[1]):
+        best = m_RxC[i, j] == m_RxC[:, j].min()
+        ax.text(j, i, f"{m_RxC[i, j]:.1e}", ha="center", va="center", fontsize=7,
+                color="white" if best else "black", fontweight="bold" if best else "normal")
+    ax.set_xticks(range(len(r["noise_ratios"])), [f"{v:.3g}" for v in r["noise_ratios"]])
+    ax.set_yticks(range(len(r["rows"])), r["rows"])
+    ax.set_xlabel("σ²/τ² of the training and evaluation data")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, label="log10 MSPD/d")
+  fig.suptitle("Fig. 2: which ridge the transformer matches under noise (column minimum in bold)")
+  return save_figure(fig, json_path)
+
+
+
+
+STUDY = Study(
+    name=NAME,
+    description="Fig. 2: one model per noise level (σ, τ); which ridge λ it matches",
+    presets={p: s.cpu_s for p, s in SETTINGS.items()},
+    headline_preset=HEADLINE_PRESET,
+    run=run,
+    outputs=(Output("fig2_noise", "fig2", criteria, plot, readme),),
+)
