@@ -19,11 +19,12 @@ class ConfigError(ValueError):
 class TaskConfig:
   """Noisy linear regression: x ~ N(0, Σ), w ~ N(0, τ²I), y = wᵀx + ε, ε ~ N(0, σ²).
 
-  `kind` picks what a run trains on (`icl_lab.task_api`): "regression" (these prompts) or
-  "token_lm" (a token-level language model on the stream set in the `lm` section).
+  `kind` picks what a run trains on (`icl_lab.task_api`): "regression" (these prompts),
+  "token_lm" (a token-level language model on the stream set in the `lm` section) or "fact_lm"
+  (a language model on the synthetic fact world set in the `facts` section).
   """
 
-  kind: Literal["regression", "token_lm"] = "regression"
+  kind: Literal["regression", "token_lm", "fact_lm"] = "regression"
   dim: int = 8  # d
   num_exemplars: int = 40  # N (x, y) pairs per prompt
   noise_std: float = 0.0  # σ
@@ -56,6 +57,35 @@ class LMConfig:
 
 
 @dataclass(frozen=True)
+class FactConfig:
+  """A synthetic fact world (task.kind = "fact_lm", `icl_lab.fact_world`).
+
+  Persons × relations → values, each fact rendered by one of `templates` paraphrases, mixed with
+  bigram filler sentences. Two worlds share one vocabulary (so one model reads both) but have
+  disjoint persons, their own facts and their own filler: world 0 for pretraining, world 1 for
+  continual learning, where fictional facts are injected every `inject_every` steps.
+  """
+
+  world: int = 0  # 0 or 1: whose stream the run trains on
+  world_seed: int = 0  # both worlds' facts and filler tables fold in from this one
+  persons: int = 64  # per world, exposed with Zipf weights (i + 1)^-zipf
+  relations: int = 4
+  templates: int = 4  # paraphrases per relation; injection never uses the last (held-out) one
+  values: int = 8  # candidate values per relation
+  filler_vocab: int = 32
+  filler_branching: int = 2  # successors per filler token: filler is log(branching) nats per token
+  sentences: int = 8  # per sequence, 6 tokens each, after one BOS token
+  fact_frac: float = 0.5  # chance that a sentence is a fact rather than filler
+  zipf: float = 1.0
+  # Fictional facts, injected into the first rows of the batch at every step divisible by
+  # `inject_every` (0: never): `paraphrase_facts` at every injection, cycling over the seen
+  # templates, and `once_facts` at the first injection only, in template 0.
+  inject_every: int = 0
+  paraphrase_facts: int = 8
+  once_facts: int = 8
+
+
+@dataclass(frozen=True)
 class ModelConfig:
   """A pre-LN decoder-only transformer with learned absolute positions."""
 
@@ -63,6 +93,9 @@ class ModelConfig:
   hidden: int = 64  # H
   heads: int = 4  # M
   mlp_ratio: int = 4  # MLP width = mlp_ratio * H
+  # "gelu": down(gelu(up(h))) with biases (the paper's). "swiglu": down(silu(gate(h)) ⊙ up(h)),
+  # bias-free as in OLMo, so scaling a row of `up` scales exactly one unit's coefficient.
+  mlp: Literal["gelu", "swiglu"] = "gelu"
 
 
 @dataclass(frozen=True)
@@ -107,6 +140,7 @@ class Config:
   model: ModelConfig = field(default_factory=ModelConfig)
   train: TrainConfig = field(default_factory=TrainConfig)
   lm: LMConfig = field(default_factory=LMConfig)
+  facts: FactConfig = field(default_factory=FactConfig)
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
@@ -126,8 +160,9 @@ class Config:
     for section, key in _HASH_IF_CHANGED:
       if payload[section][key] == getattr(_DEFAULTS[section], key):
         payload[section].pop(key)
-    if payload["lm"] == dataclasses.asdict(LMConfig()):
-      payload.pop("lm")
+    for section, default in (("lm", LMConfig()), ("facts", FactConfig())):
+      if payload[section] == dataclasses.asdict(default):
+        payload.pop(section)
     blob = json.dumps(payload, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:10]
 
@@ -138,7 +173,7 @@ class Config:
 _DEFAULTS = {"task": TaskConfig(), "model": ModelConfig(), "train": TrainConfig()}
 _HASH_IF_CHANGED = (("train", "eps"), ("train", "loss_weighting"), ("train", "compute_dtype"),
                     ("task", "kind"), ("train", "init_from"), ("train", "init_from_step"),
-                    ("train", "init_keep_optimizer"))
+                    ("train", "init_keep_optimizer"), ("model", "mlp"))
 
 
 # ---------------------------------------------------------------------------
@@ -240,7 +275,7 @@ def _parse_value(key: str, raw: str, typ: Any) -> Any:
 
 def apply_overrides(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Config:
   """Applies `section.key=value` overrides, parsed by each field's declared type."""
-  sections = ("task", "model", "train", "lm")
+  sections = ("task", "model", "train", "lm", "facts")
   for item in overrides:
     if "=" not in item:
       raise ConfigError(f"override {item!r} must look like section.key=value (e.g. model.layers=2)")
@@ -289,6 +324,7 @@ def from_dict(payload: dict[str, Any]) -> Config:
       model=ModelConfig(**payload["model"]),
       train=TrainConfig(**payload["train"]),
       lm=LMConfig(**payload.get("lm", {})),  # run folders from before the lm section
+      facts=FactConfig(**payload.get("facts", {})),  # ... and before the facts section
   )
 
 
@@ -322,6 +358,20 @@ def validate(cfg: Config, num_devices: int | None = None) -> None:
   need(lm.seq_len >= 2, f"lm.seq_len={lm.seq_len} must be >= 2 (one input and one target token)")
   need(1 <= lm.branching <= lm.vocab_size,
        f"lm.branching={lm.branching} must be in [1, lm.vocab_size={lm.vocab_size}]")
+  f = cfg.facts
+  need(f.world in (0, 1), f"facts.world={f.world} must be 0 (pretraining) or 1 (continual learning)")
+  for name in ("persons", "relations", "values", "filler_vocab", "sentences"):
+    need(getattr(f, name) >= 1, f"facts.{name}={getattr(f, name)} must be a positive int")
+  need(f.templates >= 2, f"facts.templates={f.templates} must be >= 2 (the last one is held out from injection)")
+  need(1 <= f.filler_branching <= f.filler_vocab,
+       f"facts.filler_branching={f.filler_branching} must be in [1, facts.filler_vocab={f.filler_vocab}]")
+  need(0 <= f.fact_frac <= 1, f"facts.fact_frac={f.fact_frac} must be in [0, 1]")
+  need(f.zipf >= 0, f"facts.zipf={f.zipf} must be >= 0 (0 = uniform exposure)")
+  need(f.inject_every >= 0, f"facts.inject_every={f.inject_every} must be >= 0 (0 = no injected facts)")
+  need(f.paraphrase_facts >= 0 and f.once_facts >= 0, "facts.paraphrase_facts and facts.once_facts must be >= 0")
+  need(not f.inject_every or tr.batch_size * f.sentences >= f.paraphrase_facts + f.once_facts,
+       f"train.batch_size={tr.batch_size} rows of facts.sentences={f.sentences} cannot hold the "
+       f"{f.paraphrase_facts + f.once_facts} injected facts; raise the batch or inject fewer facts")
   need(m.layers > 0, f"model.layers={m.layers} must be a positive int")
   need(m.hidden > 0, f"model.hidden={m.hidden} must be a positive int")
   need(m.heads > 0, f"model.heads={m.heads} must be a positive int")

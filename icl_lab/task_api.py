@@ -95,7 +95,7 @@ def position_weights_N(task_cfg, step: jax.Array) -> jax.Array:
 
 
 def get_task(cfg: Config) -> Task:
-  from icl_lab import token_lm
+  from icl_lab import fact_world, token_lm
 
-  kinds = {"regression": RegressionTask, "token_lm": token_lm.TokenLMTask}
+  kinds = {"regression": RegressionTask, "token_lm": token_lm.TokenLMTask, "fact_lm": fact_world.FactLMTask}
   return kinds[cfg.task.kind]()

@@ -31,7 +31,7 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from icl_lab import checkpoints, memory, runlock, task_api
+from icl_lab import checkpoints, fact_world, memory, runlock, task_api
 from icl_lab import config as config_lib
 from icl_lab.config import Config
 from icl_lab.io import atomic_write_text
@@ -290,12 +290,12 @@ def check_memory(cfg: Config, members: int = 1) -> None:
   tx = make_optimizer(cfg.train)
   abstract = jax.eval_shape(lambda: init_state(cfg, tx)[1].params)
   num_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(abstract))
-  out = cfg.lm.vocab_size if cfg.task.kind == "token_lm" else 1
+  out = {"token_lm": cfg.lm.vocab_size, "fact_lm": fact_world.vocab_size(cfg.facts)}.get(cfg.task.kind, 1)
   need = members * memory.estimate_train_bytes(
       num_params, cfg.train.batch_size, task.sequence_len(cfg), m.hidden, m.layers, m.heads,
       m.mlp_ratio * m.hidden, out)
-  hint = ("lm.seq_len or train.batch_size" if cfg.task.kind == "token_lm"
-          else "task.num_exemplars (sequence length) or train.batch_size")
+  hint = {"token_lm": "lm.seq_len or train.batch_size", "fact_lm": "facts.sentences or train.batch_size"}.get(
+      cfg.task.kind, "task.num_exemplars (sequence length) or train.batch_size")
   memory.check_fits(need, memory.available_bytes(), hint)
 
 
@@ -497,6 +497,11 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
 
 def config_summary(cfg: Config) -> str:
   m, t, tr = cfg.model, cfg.task, cfg.train
+  if t.kind == "fact_lm":
+    f = cfg.facts
+    return (f"L{m.layers}/H{m.hidden}/M{m.heads} {m.mlp} fact_lm world={f.world} persons={f.persons} "
+            f"V={fact_world.vocab_size(f)} T={fact_world.seq_len(f)} steps={tr.steps} batch={tr.batch_size} "
+            f"lr={tr.lr}")
   if t.kind == "token_lm":
     return (f"L{m.layers}/H{m.hidden}/M{m.heads} token_lm {cfg.lm.stream} V={cfg.lm.vocab_size} "
             f"T={cfg.lm.seq_len} steps={tr.steps} batch={tr.batch_size} lr={tr.lr}")

@@ -1,0 +1,75 @@
+"""The knowledge-entropy study: its criteria on hand-made results, and the tiny preset end to end."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from icl_lab import studies
+from icl_lab.io import read_json
+from icl_lab.studies import knowledge_entropy as study
+
+STEMS = (study.DECAY, study.ACQUISITION, study.RESUSCITATION)
+
+
+def test_registered_with_presets_settings_and_three_outputs():
+  s = studies.get("knowledge_entropy")
+  assert s.results_stems == STEMS and set(s.presets) == {"tiny", "quick", "gpu"} == set(study.SETTINGS)
+  assert s.presets["gpu"] is None and s.presets["tiny"] <= 60 and s.presets["quick"] <= 3600
+  for stem in STEMS:
+    assert studies.output_for(f"{stem}_tiny")[0] is s
+  # The pretraining checkpoints the study needs are all kept.
+  for preset, cfg in study.PRETRAIN.items():
+    assert cfg.model.mlp == "swiglu" and cfg.task.kind == "fact_lm"
+    assert cfg.train.keep_checkpoints * cfg.train.checkpoint_every == cfg.train.steps, preset
+
+
+def test_decay_criteria_on_hand_values():
+  r = {"steps": [0, 10, 20, 30, 40], "entropy": [5.0, 6.0, 5.5, 5.2, 5.1], "total_steps": 40, "decay_from": 0.25,
+       "per_layer": [[2, 3], [3, 3], [2.8, 2.7], [2.6, 2.6], [2.5, 2.6]]}
+  rho, layers = study.criteria_decay(r)
+  assert rho.value == pytest.approx(-1.0) and rho.met  # the rise before 25% is left out
+  assert (layers.value, layers.met) == (2, True)
+  r["per_layer"][-1] = [2.5, 3.1]
+  assert study.criteria_decay(r)[1].to_dict()["met"] is False
+
+
+def test_acquisition_and_resuscitation_criteria_on_hand_values():
+  rows = [{"step": 20, "entropy": 9.0, "A": 0.4, "F": 0.10}, {"step": 50, "entropy": 8.5, "A": 0.35, "F": 0.12},
+          {"step": 100, "entropy": 8.0, "A": 0.30, "F": 0.20}]
+  a, f, pa, pf = study.criteria_acquisition({"sources": rows})
+  assert a.value == pytest.approx(0.75) and a.met and f.value == pytest.approx(2.0) and f.met
+  assert pa.value == pytest.approx(np.corrcoef([9, 8.5, 8], [0.4, 0.35, 0.3])[0, 1]) and pa.met and pf.met
+  r = {"p": 0.5, "base": {"A": 0.3, "F": 0.2, "entropy": 8.0},
+       "settings": [{"q": 1.0, "A": 0.35, "F": 0.1, "entropy_before": 8.0, "entropy_after": 8.2},
+                    {"q": 0.5, "A": 0.25, "F": 0.3, "entropy_before": 8.0, "entropy_after": 8.1}]}
+  q1, q2, q05, rises = study.criteria_resuscitation(r)
+  assert q1.met and q1.value == pytest.approx([0.05, -0.1])
+  assert (q2.value, q2.met) == (None, False)  # q = 2 was not run
+  assert q05.met and rises.value == 2 and rises.met
+
+
+def test_run_tiny_writes_three_results_files_to_results_not_figures(tmp_path):
+  proc = subprocess.run([sys.executable, "-m", "icl_lab.cli", "run", "knowledge_entropy", "--preset", "tiny"],
+                        capture_output=True, text=True, timeout=600, cwd=tmp_path)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert not (tmp_path / "figures").exists()
+  out = tmp_path / "results"
+  for stem in STEMS:
+    r = read_json(out / f"{stem}_tiny.json")
+    assert r["criteria"] and all(set(c) == {"name", "value", "target", "met"} for c in r["criteria"])
+    assert [c["name"] for c in r["criteria"]] == [c.name for c in studies.output_for(stem)[1].criteria(r)]
+    for ext in ("png", "pdf"):
+      assert (out / f"{stem}_tiny.{ext}").stat().st_size > 1000
+  decay = read_json(out / f"{study.DECAY}_tiny.json")
+  assert decay["steps"] == [0, *range(40, 401, 40)]
+  assert np.asarray(decay["per_layer"]).shape == (11, 2)
+  assert all(0 < h <= decay["max_entropy"] for h in decay["entropy"])
+  acq = read_json(out / f"{study.ACQUISITION}_tiny.json")
+  assert [x["step"] for x in acq["sources"]] == [80, 400]
+  res = read_json(out / f"{study.RESUSCITATION}_tiny.json")
+  assert [x["q"] for x in res["settings"]] == [1.0] and res["base"]["A"] == acq["sources"][-1]["A"]
+  manifest = read_json(out / "MANIFEST.json")
+  assert {f"{stem}_tiny" for stem in STEMS} <= set(manifest)
+  assert "A =" in proc.stdout and "H =" in proc.stdout
