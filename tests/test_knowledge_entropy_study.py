@@ -63,11 +63,11 @@ def test_run_tiny_writes_three_results_files_to_results_not_figures(tmp_path):
     for ext in ("png", "pdf"):
       assert (out / f"{stem}_tiny.{ext}").stat().st_size > 1000
   decay = read_json(out / f"{study.DECAY}_tiny.json")
-  assert decay["steps"] == [0, *range(40, 401, 40)]
-  assert np.asarray(decay["per_layer"]).shape == (11, 2)
+  assert decay["steps"] == [0, *range(40, 201, 40)]
+  assert np.asarray(decay["per_layer"]).shape == (6, 2)
   assert all(0 < h <= decay["max_entropy"] for h in decay["entropy"])
   acq = read_json(out / f"{study.ACQUISITION}_tiny.json")
-  assert [x["step"] for x in acq["sources"]] == [80, 400]
+  assert [x["step"] for x in acq["sources"]] == [40, 200]
   res = read_json(out / f"{study.RESUSCITATION}_tiny.json")
   assert [x["q"] for x in res["settings"]] == [1.0] and res["base"]["A"] == acq["sources"][-1]["A"]
   manifest = read_json(out / "MANIFEST.json")

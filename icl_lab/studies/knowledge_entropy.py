@@ -72,8 +72,8 @@ def _pretrain(preset: str, model: ModelConfig, facts: FactConfig, steps: int, ba
 PRETRAIN = {
     # Seconds: the tests run it end to end.
     "tiny": _pretrain("tiny", ModelConfig(layers=2, hidden=32, heads=2, mlp="swiglu"),
-                      FactConfig(persons=32, paraphrase_facts=8, once_facts=8), steps=400, batch=32, lr=3e-3,
-                      checkpoints_kept=10, steps_per_call=20),
+                      FactConfig(persons=32, paraphrase_facts=8, once_facts=8), steps=200, batch=32, lr=3e-3,
+                      checkpoints_kept=5, steps_per_call=20),
     # 25-50 minutes on 2 CPU cores (estimated from 5.2 steps/s measured on a shared 2-core machine,
     # about twice that when it is idle; not yet run end to end): 20 checkpoints.
     "quick": _pretrain("quick", ModelConfig(layers=4, hidden=64, heads=4, mlp="swiglu"),
@@ -88,8 +88,8 @@ PRETRAIN = {
 }
 
 SETTINGS = {
-    "tiny": Settings(cl_from=(0.2, 1.0), cl_steps=60, cl_batch=32, cl_lr=1e-3, inject_every=10, resus_q=(1.0,),
-                     entropy_sequences=256, cpu_s=60),
+    "tiny": Settings(cl_from=(0.2, 1.0), cl_steps=30, cl_batch=32, cl_lr=1e-3, inject_every=10, resus_q=(1.0,),
+                     entropy_sequences=128, cpu_s=40),
     # 12k pretraining steps, then 7 continual runs of 500 steps (4 checkpoints, 3 resuscitations).
     "quick": Settings(cl_from=(0.2, 0.5, 0.75, 1.0), cl_steps=500, cl_batch=64, cl_lr=1e-3, inject_every=50,
                       resus_q=(0.5, 1.0, 2.0), entropy_sequences=1024, cpu_s=3000),
