@@ -100,7 +100,7 @@ def cmd_eval(args) -> None:
   from icl_lab.studies.base import check_learners
 
   run_dir = Path(args.run_dir)
-  cfg, _ = train.load_model(run_dir)
+  cfg = train.read_config(run_dir)  # evaluate_run loads the weights once the request is checked
   if cfg.task.kind != "regression":
     raise config_lib.ConfigError(f"{run_dir} trained task.kind={cfg.task.kind}; eval compares regression models")
   for item in args.overrides:

@@ -137,10 +137,7 @@ def screen(cfg, runs_dir="runs", num_prompts: int = 1024) -> dict:
   from icl_lab import train
 
   run_dir = train.train(cfg, runs_dir)
-  _, model = train.load_model(run_dir)
-  batch = eval_batch(cfg.task, num_prompts)
-  result = compare(model_predict_fn(model, cfg.task.token_format), batch, SCREEN_LEARNERS,
-                   weights_prompts=1)
+  result = evaluate_run(run_dir, SCREEN_LEARNERS, num_prompts=num_prompts, weights_prompts=1)
   done = train.read_done(run_dir)
   return {"run": run_dir.name, "seed": cfg.train.seed, "data_seed": cfg.train.data_seed,
           "steps": cfg.train.steps, "train_s": done["train_s"],

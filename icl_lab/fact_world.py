@@ -25,11 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from icl_lab import model as model_lib
-from icl_lab import task_api
 from icl_lab.config import Config, FactConfig
 from icl_lab.tasks import stream_key
-from icl_lab.token_lm import TokenBatch, masked_cross_entropy
+from icl_lab.token_lm import NextTokenTask, TokenBatch
 
 BOS, DOT = 0, 1
 SENTENCE = 6  # tokens per sentence
@@ -250,19 +248,13 @@ def score(model, pr: Probe, chunk: int = 1024) -> dict[str, float]:
 # The task
 
 
-class FactLMTask:
+class FactLMTask(NextTokenTask):
   """task.kind = "fact_lm": next-token cross-entropy over every position of the world's stream."""
 
-  def build_model(self, cfg: Config, seed: int):
-    return model_lib.TokenTransformer(cfg.model, vocab_size(cfg.facts), seq_len(cfg.facts) - 1,
-                                      rngs=nnx.Rngs(seed), dtype=task_api.compute_dtype(cfg))
+  length_hint = "facts.sentences or train.batch_size"
+
+  def stream_shape(self, cfg: Config) -> tuple[int, int]:
+    return vocab_size(cfg.facts), seq_len(cfg.facts)
 
   def sample(self, cfg, member, step, batch_size):
     return sample(cfg.facts, member.data_seed, step, batch_size)
-
-  def loss(self, model, batch, cfg, member, step):
-    logits_BxTxV = model(batch.ids_BxT[:, :-1])
-    return masked_cross_entropy(logits_BxTxV, batch.ids_BxT[:, 1:], batch.mask_BxT[:, 1:])
-
-  def sequence_len(self, cfg: Config) -> int:
-    return seq_len(cfg.facts) - 1

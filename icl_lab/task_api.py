@@ -57,6 +57,11 @@ class Task(Protocol):
   def sequence_len(self, cfg: Config) -> int:
     """Positions per sequence (for the memory estimate)."""
 
+  def output_dim(self, cfg: Config) -> int:
+    """Outputs per position (for the memory estimate)."""
+
+  length_hint: str  # the config keys that set a batch's length, named when memory cannot hold it
+
 
 class RegressionTask:
   """The paper's prompts: (x̃, ỹ) tokens, ŷ read at each x̃, squared error."""
@@ -81,6 +86,11 @@ class RegressionTask:
 
   def sequence_len(self, cfg: Config) -> int:
     return 2 * cfg.task.num_exemplars
+
+  def output_dim(self, cfg: Config) -> int:
+    return 1
+
+  length_hint = "task.num_exemplars (sequence length) or train.batch_size"
 
 
 def position_weights_N(task_cfg, step: jax.Array) -> jax.Array:

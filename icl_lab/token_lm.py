@@ -52,24 +52,44 @@ def masked_cross_entropy(logits_BxTxV, targets_BxT, mask_BxT) -> jax.Array:
   return jnp.sum(ce_BxT * mask_BxT) / jnp.maximum(jnp.sum(mask_BxT), 1.0)
 
 
-class TokenLMTask:
-  """task.kind = "token_lm"."""
+class NextTokenTask:
+  """Next-token cross-entropy on the masked positions of a token stream, through the lab's
+  TokenTransformer; a subclass names its stream (`stream_shape`) and samples it (`sample`)."""
+
+  length_hint = "train.batch_size"  # the config keys that set a batch's length, for the memory refusal
+
+  def stream_shape(self, cfg: Config) -> tuple[int, int]:
+    """(vocabulary size, tokens per sequence)."""
+    raise NotImplementedError
 
   def build_model(self, cfg: Config, seed: int):
     from flax import nnx
 
-    return model_lib.TokenTransformer(cfg.model, cfg.lm.vocab_size, cfg.lm.seq_len - 1,
-                                      rngs=nnx.Rngs(seed), dtype=task_api.compute_dtype(cfg))
-
-  def sample(self, cfg, member, step, batch_size):
-    return sample_bigram(cfg.lm, member.data_seed, step, batch_size)
+    vocab, length = self.stream_shape(cfg)
+    return model_lib.TokenTransformer(cfg.model, vocab, length - 1, rngs=nnx.Rngs(seed),
+                                      dtype=task_api.compute_dtype(cfg))
 
   def loss(self, model, batch, cfg, member, step):
     logits_BxTxV = model(batch.ids_BxT[:, :-1])
     return masked_cross_entropy(logits_BxTxV, batch.ids_BxT[:, 1:], batch.mask_BxT[:, 1:])
 
   def sequence_len(self, cfg: Config) -> int:
-    return cfg.lm.seq_len - 1
+    return self.stream_shape(cfg)[1] - 1
+
+  def output_dim(self, cfg: Config) -> int:
+    return self.stream_shape(cfg)[0]
+
+
+class TokenLMTask(NextTokenTask):
+  """task.kind = "token_lm"."""
+
+  length_hint = "lm.seq_len or train.batch_size"
+
+  def stream_shape(self, cfg: Config) -> tuple[int, int]:
+    return cfg.lm.vocab_size, cfg.lm.seq_len
+
+  def sample(self, cfg, member, step, batch_size):
+    return sample_bigram(cfg.lm, member.data_seed, step, batch_size)
 
 
 def best_loss(cfg: LMConfig) -> float:

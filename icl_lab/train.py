@@ -290,13 +290,10 @@ def check_memory(cfg: Config, members: int = 1) -> None:
   tx = make_optimizer(cfg.train)
   abstract = jax.eval_shape(lambda: init_state(cfg, tx)[1].params)
   num_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(abstract))
-  out = {"token_lm": cfg.lm.vocab_size, "fact_lm": fact_world.vocab_size(cfg.facts)}.get(cfg.task.kind, 1)
   need = members * memory.estimate_train_bytes(
       num_params, cfg.train.batch_size, task.sequence_len(cfg), m.hidden, m.layers, m.heads,
-      m.mlp_ratio * m.hidden, out)
-  hint = {"token_lm": "lm.seq_len or train.batch_size", "fact_lm": "facts.sentences or train.batch_size"}.get(
-      cfg.task.kind, "task.num_exemplars (sequence length) or train.batch_size")
-  memory.check_fits(need, memory.available_bytes(), hint)
+      m.mlp_ratio * m.hidden, task.output_dim(cfg))
+  memory.check_fits(need, memory.available_bytes(), task.length_hint)
 
 
 def _run(cfgs: list[Config], run_dirs: list[Path], *, progress, stop_at_step, quiet) -> None:
@@ -450,11 +447,16 @@ def train_seconds(run_dir: str | os.PathLike) -> float:
   return done["train_s"] / done.get("ensemble_size", 1)
 
 
-def _load_state(run_dir: Path, step: int | None) -> tuple[Config, TrainState]:
-  cfg_path = run_dir / "config.json"
+def read_config(run_dir: str | os.PathLike) -> Config:
+  """The config a run folder was trained with."""
+  cfg_path = Path(run_dir) / "config.json"
   if not cfg_path.exists():
     raise TrainingError(f"{run_dir} is not a run folder (no config.json); train it first")
-  cfg = config_lib.from_dict(json.loads(cfg_path.read_text()))
+  return config_lib.from_dict(json.loads(cfg_path.read_text()))
+
+
+def _load_state(run_dir: Path, step: int | None) -> tuple[Config, TrainState]:
+  cfg = read_config(run_dir)
   tx = make_optimizer(cfg.train)
   _, state = init_state(cfg, tx)
   mngr = checkpoints.manager(run_dir, cfg.train.keep_checkpoints)
