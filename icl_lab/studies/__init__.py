@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from icl_lab import results
 from icl_lab.config import ConfigError
 from icl_lab.io import read_json, write_json
 from icl_lab.results import HEADLINE_DIR
@@ -40,8 +41,9 @@ def run(name: str, req: RunRequest) -> list[Path]:
   from icl_lab import manifest
 
   study = get(name)
+  dest = results.destination(req.preset, study.headline_preset, req.overrides, req.out)
   manifest.git_commit()  # read now: the manifest records the code the study started with
-  return study.run(req)
+  return study.run(req, dest)
 
 
 def criteria_of(path: str | Path) -> list[dict[str, Any]] | None:

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from icl_lab import config as config_lib
 from icl_lab.config import ConfigError
-from icl_lab.results import Criterion
+from icl_lab.results import Criterion, Destination
 
 # `--set study.<field>=value` sets a field of the study's settings; every other key is a
 # config override (`section.key=value`).
@@ -54,7 +54,7 @@ class Study:
   description: str
   presets: Mapping[str, float | None]  # preset -> expected CPU seconds (None: needs a GPU)
   headline_preset: str
-  run: Callable[[RunRequest], list[Path]]
+  run: Callable[[RunRequest, Destination], list[Path]]  # the registry picks the destination
   outputs: tuple[Output, ...]
 
   @property

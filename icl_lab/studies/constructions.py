@@ -62,13 +62,12 @@ def configs(preset: str, overrides=()) -> list:
   return []  # no transformer is trained
 
 
-def run(req: RunRequest) -> list[Path]:
+def run(req: RunRequest, dest: results.Destination) -> list[Path]:
   s = settings_for(NAME, SETTINGS, req)
   if req.config_overrides:
     from icl_lab.config import ConfigError
     raise ConfigError(f"the constructions study trains no model; only study.* keys apply, not "
                       f"{', '.join(req.config_overrides)}")
-  dest = results.destination(req.preset, HEADLINE_PRESET, req.overrides, req.out)
   start = time.time()
   out: dict[str, Any] = {"agreement": {}, "scale_sweep": {}}
   for name, (_, learner_name, hyper) in agr.CONSTRUCTIONS.items():

@@ -45,10 +45,9 @@ def configs(preset: str, overrides=()) -> list:
   return [build_config(preset, SETTINGS[preset].config_overrides, overrides)]
 
 
-def run(req: RunRequest) -> list[Path]:
+def run(req: RunRequest, dest: results.Destination) -> list[Path]:
   s = settings_for(NAME, SETTINGS, req)
   cfg = build_config(req.preset, s.config_overrides, req.config_overrides)
-  dest = results.destination(req.preset, HEADLINE_PRESET, req.overrides, req.out)
   print(f"icl-lab fig1: {train.config_summary(cfg)}", flush=True)
   t0 = time.perf_counter()
   run_dir = train.train(cfg, req.runs_dir)

@@ -61,9 +61,8 @@ def lam_of(row: str) -> float:
   return 0.0 if row == "ols" else float(row[row.index("(") + 1:-1])
 
 
-def run(req: RunRequest) -> list[Path]:
+def run(req: RunRequest, dest: results.Destination) -> list[Path]:
   s = settings_for(NAME, SETTINGS, req)
-  dest = results.destination(req.preset, HEADLINE_PRESET, req.overrides, req.out)
   cfgs = configs(req.preset, req.config_overrides, s)
   base, grid, rows = cfgs[0], _grid(s), list(s.rows)
   check_learners(rows)

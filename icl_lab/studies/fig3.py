@@ -74,9 +74,8 @@ def closest(mspd_by_learner: dict[str, dict], index: int) -> str:
   return min(mspd_by_learner, key=lambda n: mspd_by_learner[n]["mean"][index])
 
 
-def run(req: RunRequest) -> list[Path]:
+def run(req: RunRequest, dest: results.Destination) -> list[Path]:
   s = settings_for(NAME, SETTINGS, req)
-  dest = results.destination(req.preset, HEADLINE_PRESET, req.overrides, req.out)
   sweeps = sweep_configs(req.preset, req.config_overrides, s)
   base = sweeps["depth"][0][0]
   names = list(s.learners)

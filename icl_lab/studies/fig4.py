@@ -58,9 +58,8 @@ def configs(preset: str, overrides=()) -> list:
   return list(model_configs(preset, overrides))
 
 
-def run(req: RunRequest) -> list[Path]:
+def run(req: RunRequest, dest: results.Destination) -> list[Path]:
   s = settings_for(NAME, SETTINGS, req)
-  dest = results.destination(req.preset, HEADLINE_PRESET, req.overrides, req.out)
   t0 = time.perf_counter()
   cfg, control_cfg = model_configs(req.preset, req.config_overrides, s)
   probe_cfg = probes.ProbeConfig(proj_dim=s.proj_dim, steps=s.probe_steps, batch_size=s.probe_batch,

@@ -172,9 +172,8 @@ def _continue(pt: Config, s: Settings, source: Path, step: int, runs_dir: Path, 
   return {"cl_run": run_dir.name, "cl": cl, **scores_vs(ref, cl), "cl_train_s": train.train_seconds(run_dir)}
 
 
-def run(req: RunRequest) -> list[Path]:
+def run(req: RunRequest, dest: results.Destination) -> list[Path]:
   s = settings_for(NAME, SETTINGS, req)
-  dest = results.destination(req.preset, HEADLINE_PRESET, req.overrides, req.out)
   pt = pretrain_config(req.preset, s, req.config_overrides)
   runs_dir = Path(req.runs_dir)
   t0 = time.perf_counter()
