@@ -100,12 +100,18 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-  """AdamW with linear warmup then cosine decay."""
+  """AdamW with linear warmup, then cosine decay or warmup-stable-decay (WSD)."""
 
   steps: int = 1000
   batch_size: int = 64
   lr: float = 1e-4
   warmup_frac: float = 0.2
+  # "cosine": cosine decay from the end of warmup to the end of training. "wsd": constant after
+  # warmup, then linear decay over the last `decay_frac` of the steps, so checkpoints taken
+  # before the decay are not annealed.
+  schedule: Literal["cosine", "wsd"] = "cosine"
+  decay_frac: float = 0.2  # WSD only
+  end_lr_frac: float = 0.0  # the learning rate at the last step, as a fraction of train.lr
   weight_decay: float = 0.0
   grad_clip: float = 0.0  # 0 disables global-norm clipping
   b1: float = 0.9
@@ -173,7 +179,8 @@ class Config:
 _DEFAULTS = {"task": TaskConfig(), "model": ModelConfig(), "train": TrainConfig()}
 _HASH_IF_CHANGED = (("train", "eps"), ("train", "loss_weighting"), ("train", "compute_dtype"),
                     ("task", "kind"), ("train", "init_from"), ("train", "init_from_step"),
-                    ("train", "init_keep_optimizer"), ("model", "mlp"))
+                    ("train", "init_keep_optimizer"), ("model", "mlp"), ("train", "schedule"),
+                    ("train", "decay_frac"), ("train", "end_lr_frac"))
 
 
 # ---------------------------------------------------------------------------
@@ -383,6 +390,10 @@ def validate(cfg: Config, num_devices: int | None = None) -> None:
   need(tr.lr > 0, f"train.lr={tr.lr} must be > 0")
   need(0 <= tr.warmup_frac < 1, f"train.warmup_frac={tr.warmup_frac} must be in [0, 1)")
   need(tr.weight_decay >= 0, f"train.weight_decay={tr.weight_decay} must be >= 0")
+  need(tr.schedule in ("cosine", "wsd"), f"train.schedule={tr.schedule!r} must be 'cosine' or 'wsd'")
+  need(0 < tr.decay_frac <= 1 - tr.warmup_frac,
+       f"train.decay_frac={tr.decay_frac} must be in (0, 1 - train.warmup_frac] (the decay follows warmup)")
+  need(0 <= tr.end_lr_frac <= 1, f"train.end_lr_frac={tr.end_lr_frac} must be in [0, 1]")
   need(tr.grad_clip >= 0, f"train.grad_clip={tr.grad_clip} must be >= 0 (0 disables clipping)")
   need(0 <= tr.b1 < 1 and 0 <= tr.b2 < 1, "train.b1 and train.b2 must be in [0, 1)")
   need(tr.eps > 0, f"train.eps={tr.eps} must be > 0 (Adam's denominator offset)")

@@ -52,14 +52,26 @@ class TrainState(NamedTuple):
 
 
 def make_schedule(tcfg: config_lib.TrainConfig, peak=None) -> optax.Schedule:
-  """Linear warmup then cosine decay to 0; `peak` (default train.lr) may be a traced value."""
+  """Linear warmup, then cosine decay (or, for train.schedule = "wsd", a constant stretch and a
+  linear decay over the last train.decay_frac) to train.end_lr_frac of the peak. `peak`
+  (default train.lr) may be a traced value."""
   warmup = int(tcfg.warmup_frac * tcfg.steps)
-  shape = functools.partial(optax.warmup_cosine_decay_schedule, init_value=0.0, warmup_steps=warmup,
-                            decay_steps=max(tcfg.steps, warmup + 1), end_value=0.0)
+  end = tcfg.end_lr_frac
+  if tcfg.schedule == "wsd":
+    decay_start = tcfg.steps - max(int(tcfg.decay_frac * tcfg.steps), 1)
+    unit = optax.join_schedules(
+        [optax.linear_schedule(0.0, 1.0, max(warmup, 1)), optax.constant_schedule(1.0),
+         optax.linear_schedule(1.0, end, tcfg.steps - decay_start)],
+        boundaries=[warmup, decay_start])
+  else:
+    unit = optax.warmup_cosine_decay_schedule(init_value=0.0, peak_value=1.0, warmup_steps=warmup,
+                                              decay_steps=max(tcfg.steps, warmup + 1), end_value=end)
   if peak is None or isinstance(peak, (int, float)):
-    return shape(peak_value=tcfg.lr if peak is None else peak)
+    peak = tcfg.lr if peak is None else peak
+    if tcfg.schedule == "cosine":  # the historical form, bitwise as before
+      return optax.warmup_cosine_decay_schedule(init_value=0.0, peak_value=peak, warmup_steps=warmup,
+                                                decay_steps=max(tcfg.steps, warmup + 1), end_value=end * peak)
   # optax branches on the peak's value, so a traced peak scales the unit-peak schedule.
-  unit = shape(peak_value=1.0)
   return lambda count: unit(count) * peak
 
 

@@ -9,11 +9,12 @@ import sys
 import time
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from icl_lab import tasks, train
-from icl_lab.config import apply_overrides, get_preset
+from icl_lab.config import ConfigError, apply_overrides, get_preset
 
 # Checkpoint often so an interruption can land between any two checkpoints.
 RESUME = ["train.steps=200", "train.checkpoint_every=40"]
@@ -133,3 +134,24 @@ def test_schedule_warms_up_then_decays_to_zero():
   assert float(sched(0)) == 0.0
   assert float(sched(100_000)) == pytest.approx(1e-4)
   assert float(sched(300_000)) < 1e-4 and float(sched(500_000)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_wsd_schedule_holds_the_peak_until_the_decay_then_ends_at_its_fraction():
+  tcfg = apply_overrides(get_preset("tiny"), ["train.steps=1000", "train.warmup_frac=0.1", "train.lr=0.01",
+                                              "train.schedule=wsd", "train.decay_frac=0.2",
+                                              "train.end_lr_frac=0.1"]).train
+  sched = train.make_schedule(tcfg)
+  assert float(sched(0)) == 0.0 and float(sched(50)) == pytest.approx(0.005)
+  assert all(float(sched(t)) == pytest.approx(0.01) for t in (100, 500, 800))  # stable: not annealed
+  assert float(sched(900)) == pytest.approx(0.0055) and float(sched(1000)) == pytest.approx(0.001)
+  traced = train.make_schedule(tcfg, jnp.float32(0.02))  # per-member peaks scale the same shape
+  assert float(traced(900)) == pytest.approx(0.011, rel=1e-5)
+
+
+def test_cosine_schedule_ends_at_its_fraction_and_bad_schedules_are_refused():
+  tcfg = apply_overrides(get_preset("tiny"), ["train.end_lr_frac=0.1"]).train
+  assert float(train.make_schedule(tcfg)(tcfg.steps)) == pytest.approx(0.1 * tcfg.lr)
+  with pytest.raises(ConfigError, match="train.decay_frac"):
+    apply_overrides(get_preset("tiny"), ["train.schedule=wsd", "train.decay_frac=0.99"])
+  with pytest.raises(ConfigError, match="train.schedule"):
+    apply_overrides(get_preset("tiny"), ["train.schedule=step"])
