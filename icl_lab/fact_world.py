@@ -227,9 +227,10 @@ def _last_logits(model, ids_NxT):
   return model(ids_NxT)[:, -1]
 
 
-def score(model, pr: Probe, chunk: int = 1024) -> dict[str, float]:
+def score(model, pr: Probe, chunk: int = 1024, items: bool = False) -> dict:
   """Mean log-probability of the value token (over the whole vocabulary) and the accuracy of
-  picking it among its relation's candidate values (a multiple-choice reading of recall)."""
+  picking it among its relation's candidate values (a multiple-choice reading of recall). With
+  `items`, also each prompt's log-probability and hit (for bootstrap intervals)."""
   forward = _last_logits if isinstance(model, nnx.Module) else lambda m, ids: m(ids)[:, -1]
   logp, hits = [], []
   for i in range(0, len(pr.target_N), chunk):
@@ -240,8 +241,11 @@ def score(model, pr: Probe, chunk: int = 1024) -> dict[str, float]:
     logp.append(logp_NxV[n, pr.target_N[i:i + chunk]])
     cand = pr.candidates_NxC[i:i + chunk]
     hits.append(cand[n, logp_NxV[n[:, None], cand].argmax(-1)] == pr.target_N[i:i + chunk])
-  return {"logprob": float(np.concatenate(logp).mean()), "accuracy": float(np.concatenate(hits).mean()),
-          "n": int(len(pr.target_N))}
+  logp_N, hits_N = np.concatenate(logp), np.concatenate(hits)
+  out = {"logprob": float(logp_N.mean()), "accuracy": float(hits_N.mean()), "n": int(len(pr.target_N))}
+  if items:
+    out.update(logprob_N=logp_N, hits_N=hits_N)
+  return out
 
 
 # ---------------------------------------------------------------------------

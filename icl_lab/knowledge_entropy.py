@@ -51,10 +51,10 @@ def entropy_of_means(cbar_LxW: np.ndarray) -> np.ndarray:
 
 @nnx.jit
 def _chunk_stats(model, ids_BxT):
-  """Sums over the chunk's sequences of: per-sequence mean |C| (LxW), mean attention entropy (L),
-  mean next-token entropy (scalar)."""
+  """Per-sequence mean |C| (BxLxW), and sums over the chunk's sequences of the mean attention
+  entropy (L) and the mean next-token entropy (scalar)."""
   logits_BxTxV, hidden_Lp1xBxTxH, coeffs_LxBxTxW = model(ids_BxT, return_hidden=True, return_coefficients=True)
-  coeff_sum_LxW = jnp.abs(coeffs_LxBxTxW.astype(jnp.float32)).mean(axis=2).sum(axis=1)
+  coeff_BxLxW = jnp.abs(coeffs_LxBxTxW.astype(jnp.float32)).mean(axis=2).transpose(1, 0, 2)
   attn = []
   for l, block in enumerate(model.blocks):
     probs_BxMxTxT = block.attn.attention_probs(block.ln1(hidden_Lp1xBxTxH[l])).astype(jnp.float32)
@@ -62,27 +62,43 @@ def _chunk_stats(model, ids_BxT):
     attn.append(ent_BxMxT.mean(axis=(1, 2)).sum())
   logp_BxTxV = jax.nn.log_softmax(logits_BxTxV.astype(jnp.float32), axis=-1)
   next_BxT = -(jnp.exp(logp_BxTxV) * logp_BxTxV).sum(-1)
-  return coeff_sum_LxW, jnp.stack(attn), next_BxT.mean(axis=1).sum()
+  return coeff_BxLxW, jnp.stack(attn), next_BxT.mean(axis=1).sum()
 
 
-def measure(model, ids_NxT, chunk: int = 256) -> tuple[EntropyReport, np.ndarray]:
-  """The entropies of `model` on the sequences it reads (ids_NxT), and C̄ (cbar_LxW, float64)."""
+def measure(model, ids_NxT, chunk: int = 256, num_boot: int = 0, seed: int = 0):
+  """The entropies of `model` on the sequences it reads (ids_NxT), and C̄ (cbar_LxW, float64).
+
+  With num_boot > 0 also returns H on `num_boot` bootstrap resamples of the sequences (C̄
+  recomputed on each; `bootstrap_entropy`), as a third value."""
   ids_NxT = jnp.asarray(ids_NxT)
   n = ids_NxT.shape[0]
-  coeff_LxW, attn_L, next_tok = 0.0, 0.0, 0.0
+  coeff, attn_L, next_tok = [], 0.0, 0.0
   for i in range(0, n, chunk):
     c, a, t = _chunk_stats(model, ids_NxT[i:i + chunk])
-    coeff_LxW = coeff_LxW + np.asarray(c, np.float64)
+    coeff.append(np.asarray(c, np.float64))
     attn_L = attn_L + np.asarray(a, np.float64)
     next_tok += float(t)
-  cbar_LxW = coeff_LxW / n
+  coeff_NxLxW = np.concatenate(coeff)
+  cbar_LxW = coeff_NxLxW.mean(0)
   per_layer = entropy_of_means(cbar_LxW)
   layers, width = cbar_LxW.shape
   attn_L = attn_L / n
   report = EntropyReport(tuple(per_layer.tolist()), float(per_layer.sum()),
                          float(per_layer.sum() / (layers * np.log(width))), tuple(attn_L.tolist()),
                          float(attn_L.mean()), next_tok / n)
-  return report, cbar_LxW
+  if not num_boot:
+    return report, cbar_LxW
+  return report, cbar_LxW, bootstrap_entropy(coeff_NxLxW, num_boot, seed)
+
+
+def bootstrap_entropy(coeff_NxLxW: np.ndarray, num_boot: int = 200, seed: int = 0) -> np.ndarray:
+  """h_R: H = Σₗ Hˡ on `num_boot` resamples (with replacement) of the sequences, the rows of the
+  per-sequence mean |C|. Percentiles of h_R give its bootstrap interval; replicates of several
+  models drawn with one seed can be averaged first, for the interval of their mean."""
+  n = coeff_NxLxW.shape[0]
+  counts_RxN = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=num_boot)
+  cbar_RxLxW = np.einsum("rn,nlw->rlw", counts_RxN / n, coeff_NxLxW)
+  return np.array([entropy_of_means(c).sum() for c in cbar_RxLxW])
 
 
 def knowledge_entropy(model, ids_NxT, chunk: int = 256) -> EntropyReport:

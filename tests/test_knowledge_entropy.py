@@ -191,3 +191,22 @@ def test_rank_and_linear_correlations():
   x, y = np.array([1, 2.5, 2.5, 4]), np.array([1, 2, 3, 4])
   ref = np.corrcoef(x, y)[0, 1]
   assert ke.spearman([0, 5, 5, 9], [1, 2, 3, 4]) == pytest.approx(ref)
+
+
+def test_entropy_bootstrap_resamples_sequences_of_the_hand_computed_cbar():
+  m, ids = _model(), _ids()
+  _, coeffs, _ = numpy_forward(m, ids)
+  report, _, h_R = ke.measure(m, ids, chunk=2, num_boot=300, seed=1)
+  per_seq_NxLxW = np.stack([np.abs(c).mean(axis=1) for c in coeffs], axis=1)
+  np.testing.assert_allclose(h_R, ke.bootstrap_entropy(per_seq_NxLxW, 300, seed=1), rtol=1e-5)
+  # Each replicate is Eq. 2 on the C̄ of one resample: the first, redone by hand.
+  rng = np.random.default_rng(1)
+  n = per_seq_NxLxW.shape[0]
+  counts = rng.multinomial(n, np.full(n, 1.0 / n), size=300)[0]
+  cbar = (counts[:, None, None] * per_seq_NxLxW).sum(0) / n
+  p = cbar / cbar.sum(-1, keepdims=True)
+  assert h_R[0] == pytest.approx(-(p * np.log(p + 1e-9)).sum(), rel=1e-5)
+  lo, hi = np.quantile(h_R, [0.025, 0.975])
+  assert lo < report.total < hi and h_R.std() > 0
+  same_NxLxW = np.repeat(per_seq_NxLxW[:1], n, axis=0)  # identical sequences: no spread
+  assert np.ptp(ke.bootstrap_entropy(same_NxLxW, 50)) == pytest.approx(0.0, abs=1e-12)

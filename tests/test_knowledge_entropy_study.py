@@ -73,3 +73,37 @@ def test_run_tiny_writes_three_results_files_to_results_not_figures(tmp_path):
   manifest = read_json(out / "MANIFEST.json")
   assert {f"{stem}_tiny" for stem in STEMS} <= set(manifest)
   assert "A =" in proc.stdout and "H =" in proc.stdout
+
+
+def test_scores_bootstrap_is_paired_and_centred_on_a_and_f():
+  rng = np.random.default_rng(0)
+  lp_pt = {"paraphrase_memorisation": rng.normal(-3, 1, 40), "once_memorisation": rng.normal(-4, 1, 30)}
+  lp_cl = {k: v + 0.5 for k, v in lp_pt.items()}  # every fact gains exactly 0.5 nats
+  hits_pt = rng.random(200) < 0.8
+  hits_cl = hits_pt & (rng.random(200) < 0.9)
+  def scores(lp, hits):
+    return {"K": float(np.mean([v.mean() for v in lp.values()])), "K_by_probe": {k: v.mean() for k, v in lp.items()},
+            "P": hits.mean(), "_items": {"K": lp, "P": hits}}
+  pt, cl = scores(lp_pt, hits_pt), scores(lp_cl, hits_cl)
+  out = study.scores_vs(pt, cl, num_boot=400)
+  assert out["A"] == pytest.approx(0.5 / abs(pt["K"])) and out["F"] == pytest.approx(1 - hits_cl.sum() / hits_pt.sum())
+  a_R, f_R = out["_boot"]["A"], out["_boot"]["F"]
+  # A constant gain is measured without spread only because the resample is paired.
+  assert np.quantile(a_R, 0.025) < out["A"] < np.quantile(a_R, 0.975)
+  assert np.all(a_R > 0) and np.quantile(f_R, 0.025) < out["F"] < np.quantile(f_R, 0.975)
+  assert "_items" not in study.public(pt)
+
+
+def test_control_criteria_use_only_its_checkpoints_before_the_decay():
+  r = {"steps": [0, 10, 20, 30, 40], "entropy": [5.0, 4.9, 4.8, 4.7, 4.6], "total_steps": 40, "decay_from": 0.25,
+       "per_layer": [[2, 3], [2, 2.9], [2, 2.8], [1.9, 2.8], [1.9, 2.7]],
+       "control": {"steps": [0, 10, 20, 30, 40], "entropy": [5.0, 4.9, 4.8, 4.7, 9.9], "decay_start": 30}}
+  rho, _, control = study.criteria_decay(r)
+  assert rho.met and control.value == pytest.approx(-1.0) and control.met  # the decaying step 40 is left out
+  r["control"]["entropy"] = [5.0, 4.9, 4.95, 5.0, 4.0]
+  assert study.criteria_decay(r)[2].met is False
+  rows = [{"step": 20, "entropy": 9.0, "A": 0.4, "F": 0.1}, {"step": 100, "entropy": 8.0, "A": 0.3, "F": 0.2}]
+  crit = study.criteria_acquisition({"sources": rows, "control_sources": rows[:1] + [{**rows[1], "A": 0.5}]})
+  assert len(crit) == 6 and crit[4].name.startswith("WSD control") and crit[4].met is False and crit[5].met
+  text = study.readme_acquisition({"sources": rows, "control_sources": rows})
+  assert text.count("| WSD control |") == 2

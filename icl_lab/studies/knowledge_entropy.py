@@ -47,14 +47,24 @@ PROBES = tuple((split, kind) for split in ("paraphrase", "once") for kind in ("m
 @dataclasses.dataclass(frozen=True)
 class Settings:
   config_overrides: tuple[str, ...] = ()  # applied to the preset's pretraining config
+  seeds: tuple[int, ...] = (0, 1)  # each sets the pretraining run's train.seed and train.data_seed
   cl_from: tuple[float, ...] = (0.2, 0.5, 0.75, 1.0)  # fractions of pretraining whose checkpoints continue
   cl_steps: int = 1600
   cl_batch: int = 128
   cl_lr: float = 4e-4
+  cl_end_lr_frac: float = 0.1  # the paper's continual runs decay to 10% of their peak
   inject_every: int = 160
   resus_p: float = 0.5
-  resus_q: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0)
+  resus_q: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0)  # at p = resus_p, on the final checkpoint
+  resus_p_sweep: tuple[float, ...] = (0.1, 0.3, 0.7, 0.9)  # at q = 1, on the final checkpoint
+  resus_earlier: tuple[float, ...] = (0.2, 0.5)  # fractions of pretraining, at p = resus_p, q = earlier_q
+  resus_earlier_q: float = 2.0
+  # A warmup-stable-decay control: its checkpoints before the decay have seen no annealing, so a
+  # decay of H (and a fall of A) across them is not the learning rate's doing.
+  wsd_control: bool = True
+  wsd_decay_frac: float = 0.2
   entropy_sequences: int = 2048
+  num_boot: int = 200  # bootstrap resamples (sequences for H, probe facts for A and F)
   decay_from: float = 0.1  # the decay criteria use checkpoints from this fraction of pretraining on
   cpu_s: float | None = None  # expected wall clock on a 2-core CPU; None: needs a GPU
 
@@ -74,10 +84,10 @@ PRETRAIN = {
     "tiny": _pretrain("tiny", ModelConfig(layers=2, hidden=32, heads=2, mlp="swiglu"),
                       FactConfig(persons=32, paraphrase_facts=8, once_facts=8), steps=200, batch=32, lr=3e-3,
                       checkpoints_kept=5, steps_per_call=20),
-    # 25-50 minutes on 2 CPU cores (estimated from 5.2 steps/s measured on a shared 2-core machine,
-    # about twice that when it is idle; not yet run end to end): 20 checkpoints.
-    "quick": _pretrain("quick", ModelConfig(layers=4, hidden=64, heads=4, mlp="swiglu"),
-                       FactConfig(persons=256, paraphrase_facts=32, once_facts=32), steps=12_000, batch=64,
+    # About 8 minutes per pretraining run on 2 CPU cores (8k steps at about 17 steps/s): a 2-layer
+    # model, so that two seeds and their warmup-stable-decay controls fit the preset's hour.
+    "quick": _pretrain("quick", ModelConfig(layers=2, hidden=64, heads=4, mlp="swiglu"),
+                       FactConfig(persons=256, paraphrase_facts=32, once_facts=32), steps=8_000, batch=64,
                        lr=2e-3, checkpoints_kept=20, steps_per_call=100),
     # A GPU run (an estimated 1-2 hours on one H200, not yet run): a wider, deeper model on a world of
     # 4096 persons, continual learning at the paper's scale (1600 steps, batch 128, injections every 160).
@@ -88,11 +98,14 @@ PRETRAIN = {
 }
 
 SETTINGS = {
-    "tiny": Settings(cl_from=(0.2, 1.0), cl_steps=30, cl_batch=32, cl_lr=1e-3, inject_every=10, resus_q=(1.0,),
-                     entropy_sequences=128, cpu_s=40),
-    # 12k pretraining steps, then 7 continual runs of 500 steps (4 checkpoints, 3 resuscitations).
-    "quick": Settings(cl_from=(0.2, 0.5, 0.75, 1.0), cl_steps=500, cl_batch=64, cl_lr=1e-3, inject_every=50,
-                      resus_q=(0.5, 1.0, 2.0), entropy_sequences=1024, cpu_s=3000),
+    "tiny": Settings(seeds=(0,), cl_from=(0.2, 1.0), cl_steps=30, cl_batch=32, cl_lr=1e-3, inject_every=10,
+                     resus_q=(1.0,), resus_p_sweep=(0.9,), resus_earlier=(0.2,), wsd_control=False,
+                     entropy_sequences=128, num_boot=50, cpu_s=40),
+    # Two seeds of 8k pretraining steps, each with its WSD control, then 15 continual runs of 300
+    # steps per seed: from 4 checkpoints of each schedule, and 7 resuscitations of the final
+    # checkpoint (the 2 of earlier checkpoints reuse the 20% and 50% ones' reference runs).
+    "quick": Settings(cl_steps=300, cl_batch=64, cl_lr=1e-3, inject_every=30, resus_q=(0.5, 1.0, 2.0),
+                      entropy_sequences=1024, cpu_s=3600),
     "gpu": Settings(entropy_sequences=2048),
 }
 
@@ -109,14 +122,24 @@ def continual_config(pt: Config, s: Settings, source: Path, step: int) -> Config
   return config_lib.apply_overrides(pt, [
       "facts.world=1", f"facts.inject_every={s.inject_every}", f"train.steps={s.cl_steps}",
       f"train.batch_size={s.cl_batch}", f"train.lr={s.cl_lr}", "train.warmup_frac=0.05",
+      "train.schedule=cosine", f"train.end_lr_frac={s.cl_end_lr_frac}",
       f"train.data_seed={pt.train.data_seed + 1}", f"train.steps_per_call={per_call}",
       f"train.checkpoint_every={s.cl_steps}", "train.keep_checkpoints=1", f"train.init_from={source}",
       f"train.init_from_step={step}"])
 
 
+def seed_configs(pt: Config, s: Settings) -> tuple[list[Config], list[Config]]:
+  """The pretraining run of each seed, and its warmup-stable-decay control (empty if off)."""
+  runs = [config_lib.apply_overrides(pt, [f"train.seed={seed}", f"train.data_seed={seed}"]) for seed in s.seeds]
+  wsd = [config_lib.apply_overrides(c, ["train.schedule=wsd", f"train.decay_frac={s.wsd_decay_frac}"])
+         for c in runs] if s.wsd_control else []
+  return runs, wsd
+
+
 def configs(preset: str, overrides=()) -> list[Config]:
-  """The pretraining run (the continual runs depend on its checkpoints' folder)."""
-  return [pretrain_config(preset, SETTINGS[preset], overrides)]
+  """The pretraining runs (the continual runs depend on their checkpoints' folders)."""
+  runs, wsd = seed_configs(pretrain_config(preset, SETTINGS[preset], overrides), SETTINGS[preset])
+  return runs + wsd
 
 
 # ---------------------------------------------------------------------------
@@ -124,18 +147,35 @@ def configs(preset: str, overrides=()) -> list[Config]:
 
 
 def knowledge_scores(model, facts: FactConfig) -> dict:
-  """K per probe (mean log-probability of the fictional values) and their mean; P (world 0 accuracy)."""
-  k = {f"{split}_{kind}": fact_world.score(model, fact_world.fictional_probe(facts, split, kind))["logprob"]
+  """K per probe (mean log-probability of the fictional values) and their mean; P (world 0
+  accuracy). "_items" keeps each prompt's scores for the bootstrap; it never reaches a file."""
+  k = {f"{split}_{kind}": fact_world.score(model, fact_world.fictional_probe(facts, split, kind), items=True)
        for split, kind in PROBES if (facts.paraphrase_facts if split == "paraphrase" else facts.once_facts)}
-  known = fact_world.score(model, fact_world.known_probe(facts))
-  return {"K": float(np.mean(list(k.values()))), "K_by_probe": k, "P": known["accuracy"],
-          "P_logprob": known["logprob"]}
+  known = fact_world.score(model, fact_world.known_probe(facts), items=True)
+  return {"K": float(np.mean([v["logprob"] for v in k.values()])),
+          "K_by_probe": {p: v["logprob"] for p, v in k.items()}, "P": known["accuracy"], "P_logprob": known["logprob"],
+          "_items": {"K": {p: v["logprob_N"] for p, v in k.items()}, "P": known["hits_N"]}}
 
 
-def scores_vs(pt: dict, cl: dict) -> dict:
-  """A and F of a continual run against its reference checkpoint's scores."""
+def public(scores: dict) -> dict:
+  return {k: v for k, v in scores.items() if k != "_items"}
+
+
+def scores_vs(pt: dict, cl: dict, num_boot: int, seed: int = 0) -> dict:
+  """A and F of a continual run against its reference checkpoint's scores, with their bootstrap
+  replicates over the probe prompts (paired: one resample serves both models)."""
+  rng = np.random.default_rng(seed)
+  k_pt_R, k_cl_R = np.zeros(num_boot), np.zeros(num_boot)
+  for probe, lp_pt_N in pt["_items"]["K"].items():
+    idx_RxN = rng.integers(0, len(lp_pt_N), (num_boot, len(lp_pt_N)))
+    k_pt_R += lp_pt_N[idx_RxN].mean(1) / len(pt["_items"]["K"])
+    k_cl_R += cl["_items"]["K"][probe][idx_RxN].mean(1) / len(pt["_items"]["K"])
+  hits_pt_N, hits_cl_N = pt["_items"]["P"], cl["_items"]["P"]
+  idx_RxN = rng.integers(0, len(hits_pt_N), (num_boot, len(hits_pt_N)))
+  p_pt_R, p_cl_R = hits_pt_N[idx_RxN].mean(1), hits_cl_N[idx_RxN].mean(1)
   return {"A": ke.acquisition(cl["K"], pt["K"]), "F": ke.forgetting(cl["P"], pt["P"]),
-          "A_by_probe": {p: ke.acquisition(cl["K_by_probe"][p], pt["K_by_probe"][p]) for p in pt["K_by_probe"]}}
+          "A_by_probe": {p: ke.acquisition(cl["K_by_probe"][p], pt["K_by_probe"][p]) for p in pt["K_by_probe"]},
+          "_boot": {"A": (k_cl_R - k_pt_R) / np.abs(k_pt_R), "F": -(p_cl_R - p_pt_R) / np.maximum(p_pt_R, 1e-12)}}
 
 
 def checkpoint_steps(run_dir: Path, keep: int) -> list[int]:
@@ -169,75 +209,194 @@ def _continue(pt: Config, s: Settings, source: Path, step: int, runs_dir: Path, 
   run_dir = train.train(cfg, runs_dir)
   _, model = train.load_model(run_dir)
   cl = knowledge_scores(model, cfg.facts)
-  return {"cl_run": run_dir.name, "cl": cl, **scores_vs(ref, cl), "cl_train_s": train.train_seconds(run_dir)}
+  return {"cl_run": run_dir.name, "cl": public(cl), **scores_vs(ref, cl, s.num_boot),
+          "cl_train_s": train.train_seconds(run_dir)}
+
+
+def _nearest(steps: list[int], frac: float, total: int) -> int:
+  return min(steps, key=lambda t: abs(t - frac * total))
+
+
+def _entropy_curve(pt: Config, run_dir: Path, s: Settings, ids_NxT) -> dict:
+  """Entropies at initialisation and at every kept checkpoint of one pretraining run."""
+  steps = checkpoint_steps(run_dir, pt.train.keep_checkpoints)
+  curve = {"run": run_dir.name, "steps": [0, *steps], "reports": {}, "cbar": {}, "boot": {}}
+  models = {0: task_api.get_task(pt).build_model(pt, pt.train.seed)}
+  for step in curve["steps"]:
+    model = models[step] if step in models else train.load_model(run_dir, step)[1]
+    report, cbar, boot = ke.measure(model, ids_NxT, num_boot=s.num_boot)
+    curve["reports"][step], curve["cbar"][step], curve["boot"][step] = report, cbar, boot
+    print(f"{run_dir.name} step {step:6d}  H = {report.total:.4f}  H/(L ln W) = {report.normalised:.5f}", flush=True)
+  return curve
+
+
+def _from_checkpoints(pt: Config, run_dir: Path, curve: dict, sources: list[int], s: Settings,
+                      runs_dir: Path, refs: dict) -> list[dict]:
+  rows = []
+  for step in sources:
+    if step not in refs:
+      refs[step] = knowledge_scores(train.load_model(run_dir, step)[1], pt.facts)
+    row = {"step": step, "frac": step / pt.train.steps, "entropy": curve["reports"][step].total,
+           "pt": public(refs[step]), **_continue(pt, s, run_dir, step, runs_dir, refs[step])}
+    rows.append(row)
+    print(f"{run_dir.name} from step {step:6d}: A = {row['A']:+.4f}  F = {row['F']:+.4f}", flush=True)
+  return rows
+
+
+def _resuscitated(pt: Config, run_dir: Path, curve: dict, step: int, p: float, q: float, s: Settings,
+                  runs_dir: Path, refs: dict, ids_NxT) -> dict:
+  """Algorithm 1 on checkpoint `step`, then the same continual run; A and F against the unedited
+  checkpoint, so damage done by the edit counts as forgetting."""
+  _, model = train.load_model(run_dir, step)
+  if step not in refs:
+    refs[step] = knowledge_scores(model, pt.facts)
+  cbar = curve["cbar"][step]
+  new = ke.resuscitate(model, cbar, p, q)
+  folder = write_checkpoint_folder(runs_dir / f"{run_dir.name}-resus-s{step}-p{p:g}-q{q:g}", pt, new, step)
+  after = ke.measure(new, ids_NxT)[0]
+  row = {"step": step, "frac": step / pt.train.steps, "p": p, "q": q, "entropy_before": curve["reports"][step].total,
+         "entropy_after": after.total, "normalised_after": after.normalised,
+         "units_changed": int((ke.resuscitation_scales(cbar, p, q) != 1.0).sum()),
+         "edited": public(knowledge_scores(new, pt.facts)), **_continue(pt, s, folder, step, runs_dir, refs[step])}
+  print(f"{run_dir.name} step {step} resuscitated p = {p:g}, q = {q:g}: H {row['entropy_before']:.4f} -> "
+        f"{row['entropy_after']:.4f}, A = {row['A']:+.4f}  F = {row['F']:+.4f}", flush=True)
+  return row
+
+
+def _one_seed(pt: Config, run_dir: Path, wsd_cfg: Config | None, wsd_dir: Path | None, s: Settings,
+              runs_dir: Path) -> dict:
+  """Every measurement of one pretraining seed (and its WSD control)."""
+  ids_NxT = fact_world.first_batches(pt, s.entropy_sequences)[:, :-1]
+  total = pt.train.steps
+  curve = _entropy_curve(pt, run_dir, s, ids_NxT)
+  steps = curve["steps"][1:]
+  refs: dict[int, dict] = {}
+  sources = sorted({_nearest(steps, f, total) for f in s.cl_from})
+  out = {"curve": curve, "sources": _from_checkpoints(pt, run_dir, curve, sources, s, runs_dir, refs)}
+  final = steps[-1]
+  grid = [(final, s.resus_p, q) for q in s.resus_q] + [(final, p, 1.0) for p in s.resus_p_sweep]
+  grid += [(_nearest(steps, f, total), s.resus_p, s.resus_earlier_q) for f in s.resus_earlier]
+  rows = {}
+  for step, p, q in grid:
+    if (step, p, q) not in rows:
+      rows[(step, p, q)] = _resuscitated(pt, run_dir, curve, step, p, q, s, runs_dir, refs, ids_NxT)
+  out["resus"] = rows
+  out["base"] = {row["step"]: row for row in out["sources"]}
+  for step in {g[0] for g in grid} - set(out["base"]):  # an earlier checkpoint that did not continue
+    out["base"].update({r["step"]: r for r in _from_checkpoints(pt, run_dir, curve, [step], s, runs_dir, refs)})
+  if wsd_cfg is not None:
+    wcurve = _entropy_curve(wsd_cfg, wsd_dir, s, ids_NxT)
+    decay_start = total - max(int(s.wsd_decay_frac * total), 1)
+    # The same fractions of the stable phase, so the latest source is the last unannealed checkpoint.
+    before = [t for t in wcurve["steps"][1:] if t <= decay_start]
+    wsources = sorted({_nearest(before, f, decay_start) for f in s.cl_from})
+    out["control"] = {"curve": wcurve, "decay_start": decay_start,
+                      "sources": _from_checkpoints(wsd_cfg, wsd_dir, wcurve, wsources, s, runs_dir, {})}
+  return out
+
+
+# ---------------------------------------------------------------------------
+# Aggregation over seeds: means, each seed's value, and 95% intervals from the mean of the
+# seeds' bootstrap replicates (resampling sequences for H, probe prompts for A and F).
+
+
+def _ci(replicates_SxR) -> list[float]:
+  return np.quantile(np.mean(replicates_SxR, axis=0), [0.025, 0.975]).tolist()
+
+
+def _curve_summary(curves: list[dict], max_entropy: float) -> dict:
+  steps = curves[0]["steps"]
+  if any(c["steps"] != steps for c in curves):
+    raise ValueError("the seeds' pretraining runs kept different checkpoints")
+  rep = [[c["reports"][t] for t in steps] for c in curves]
+  return {"steps": steps, "runs": [c["run"] for c in curves],
+          "entropy": np.mean([[r.total for r in row] for row in rep], 0).tolist(),
+          "entropy_seeds": [[r.total for r in row] for row in rep],
+          "entropy_ci95": [_ci([c["boot"][t] for c in curves]) for t in steps],
+          "normalised": np.mean([[r.normalised for r in row] for row in rep], 0).tolist(),
+          "per_layer": np.mean([[list(r.per_layer) for r in row] for row in rep], 0).tolist(),
+          "attention": np.mean([[r.attention for r in row] for row in rep], 0).tolist(),
+          "next_token": np.mean([[r.next_token for r in row] for row in rep], 0).tolist(),
+          "max_entropy": max_entropy}
+
+
+def _rows_summary(rows_by_seed: list[list[dict]], keys=("step",)) -> list[dict]:
+  """One row per position, A and F as the mean over seeds with each seed's value and an interval."""
+  out = []
+  for rows in zip(*rows_by_seed):
+    first = rows[0]
+    row = {k: first[k] for k in (*keys, "frac") if k in first}
+    for key in ("A", "F"):
+      row[key] = float(np.mean([r[key] for r in rows]))
+      row[f"{key}_seeds"] = [r[key] for r in rows]
+      row[f"{key}_ci95"] = _ci([r["_boot"][key] for r in rows])
+    row["A_by_probe"] = {p: float(np.mean([r["A_by_probe"][p] for r in rows])) for p in first["A_by_probe"]}
+    for key in ("entropy", "entropy_before", "entropy_after", "units_changed"):
+      if key in first:
+        row[key] = float(np.mean([r[key] for r in rows]))
+    if "pt" in first:
+      row["P_pt"] = float(np.mean([r["pt"]["P"] for r in rows]))
+      row["K_pt"] = float(np.mean([r["pt"]["K"] for r in rows]))
+    row["cl_runs"] = [r["cl_run"] for r in rows]
+    out.append(row)
+  return out
 
 
 def run(req: RunRequest, dest: results.Destination) -> list[Path]:
   s = settings_for(NAME, SETTINGS, req)
+  if not s.seeds:
+    raise ConfigError("study.seeds is empty; give at least one seed")
   pt = pretrain_config(req.preset, s, req.config_overrides)
   runs_dir = Path(req.runs_dir)
   t0 = time.perf_counter()
-  print(f"icl-lab {NAME}: pretraining {train.config_summary(pt)}", flush=True)
-  pt_dir = train.train(pt, runs_dir)
-  ids_NxT = fact_world.first_batches(pt, s.entropy_sequences)[:, :-1]
+  cfgs, wsd_cfgs = seed_configs(pt, s)
+  print(f"icl-lab {NAME}: pretraining {train.config_summary(pt)}, seeds {list(s.seeds)}"
+        f"{' and their WSD controls' if wsd_cfgs else ''}", flush=True)
+  # One run at a time (not as an ensemble), so each run folder is what a solo run of its config gives.
+  dirs = [train.train(cfg, runs_dir) for cfg in cfgs + wsd_cfgs]
+  per_seed = []
+  for i, cfg in enumerate(cfgs):
+    wsd = (wsd_cfgs[i], dirs[len(cfgs) + i]) if wsd_cfgs else (None, None)
+    per_seed.append(_one_seed(cfg, dirs[i], *wsd, s, runs_dir))
+  max_entropy = pt.model.layers * math.log(pt.model.mlp_ratio * pt.model.hidden)
+  common_cfg = {"preset": req.preset, "seeds_list": list(s.seeds), "total_steps": pt.train.steps}
 
-  # 1. Entropy at initialisation and at every kept checkpoint.
-  steps = checkpoint_steps(pt_dir, pt.train.keep_checkpoints)
-  reports, cbars = {}, {}
-  init = task_api.get_task(pt).build_model(pt, pt.train.seed)
-  reports[0], _ = ke.measure(init, ids_NxT)
-  for step in steps:
-    reports[step], cbars[step] = ke.measure(train.load_model(pt_dir, step)[1], ids_NxT)
-    print(f"step {step:6d}  H = {reports[step].total:.4f}  H/(L ln W) = {reports[step].normalised:.5f}", flush=True)
-  all_steps = [0, *steps]
-  decay = {"preset": req.preset, "run": pt_dir.name, "config": pt.to_dict(), "total_steps": pt.train.steps,
-           "decay_from": s.decay_from, "num_sequences": int(ids_NxT.shape[0]), "steps": all_steps,
-           "entropy": [reports[t].total for t in all_steps], "normalised": [reports[t].normalised for t in all_steps],
-           "per_layer": [list(reports[t].per_layer) for t in all_steps],
-           "attention": [reports[t].attention for t in all_steps],
-           "next_token": [reports[t].next_token for t in all_steps],
-           "max_entropy": pt.model.layers * math.log(pt.model.mlp_ratio * pt.model.hidden),
-           "pretrain_s": train.train_seconds(pt_dir)}
+  decay = {**common_cfg, "config": pt.to_dict(), "decay_from": s.decay_from,
+           "num_sequences": s.entropy_sequences, "num_boot": s.num_boot,
+           **_curve_summary([x["curve"] for x in per_seed], max_entropy),
+           "pretrain_s": [train.train_seconds(d) for d in dirs]}
+  if wsd_cfgs:
+    decay["control"] = {"schedule": "wsd", "decay_frac": s.wsd_decay_frac,
+                        "decay_start": per_seed[0]["control"]["decay_start"],
+                        **_curve_summary([x["control"]["curve"] for x in per_seed], max_entropy)}
 
-  # 2. Continual learning from the chosen checkpoints.
-  sources = sorted({min(steps, key=lambda t: abs(t - f * pt.train.steps)) for f in s.cl_from})
-  acq_rows, refs = [], {}
-  for step in sources:
-    refs[step] = knowledge_scores(train.load_model(pt_dir, step)[1], pt.facts)
-    row = {"step": step, "frac": step / pt.train.steps, "entropy": reports[step].total,
-           "normalised": reports[step].normalised, "pt": refs[step],
-           **_continue(pt, s, pt_dir, step, runs_dir, refs[step])}
-    acq_rows.append(row)
-    print(f"from step {step:6d}: A = {row['A']:+.4f}  F = {row['F']:+.4f}", flush=True)
-  acquisition = {"preset": req.preset, "run": pt_dir.name, "total_steps": pt.train.steps, "cl_steps": s.cl_steps,
-                 "cl_lr": s.cl_lr, "inject_every": s.inject_every, "sources": acq_rows,
-                 "continual_config": continual_config(pt, s, pt_dir, sources[0]).to_dict()}
+  acquisition = {**common_cfg, "cl_steps": s.cl_steps, "cl_lr": s.cl_lr, "cl_end_lr_frac": s.cl_end_lr_frac,
+                 "inject_every": s.inject_every, "num_boot": s.num_boot,
+                 "sources": _rows_summary([x["sources"] for x in per_seed]),
+                 "continual_config": continual_config(cfgs[0], s, dirs[0], per_seed[0]["sources"][0]["step"]).to_dict()}
+  if wsd_cfgs:
+    acquisition["control_sources"] = _rows_summary([x["control"]["sources"] for x in per_seed])
 
-  # 3. Resuscitation of the final checkpoint.
-  final = steps[-1]
-  base = next(r for r in acq_rows if r["step"] == final) if final in sources else None
-  _, final_model = train.load_model(pt_dir, final)
-  ref_final = refs[final] if final in refs else knowledge_scores(final_model, pt.facts)
-  resus_rows = []
-  for q in s.resus_q:
-    new = ke.resuscitate(final_model, cbars[final], s.resus_p, q)
-    folder = write_checkpoint_folder(runs_dir / f"{pt_dir.name}-resus-s{final}-p{s.resus_p:g}-q{q:g}", pt, new, final)
-    after, _ = ke.measure(new, ids_NxT)
-    row = {"q": q, "p": s.resus_p, "entropy_before": reports[final].total, "entropy_after": after.total,
-           "normalised_after": after.normalised,
-           "units_changed": int((ke.resuscitation_scales(cbars[final], s.resus_p, q) != 1.0).sum()),
-           "edited": knowledge_scores(new, pt.facts), **_continue(pt, s, folder, final, runs_dir, ref_final)}
-    resus_rows.append(row)
-    print(f"resuscitated p = {s.resus_p:g}, q = {q:g}: H {row['entropy_before']:.4f} -> {row['entropy_after']:.4f}, "
-          f"A = {row['A']:+.4f}  F = {row['F']:+.4f}", flush=True)
-  resuscitation = {"preset": req.preset, "run": pt_dir.name, "step": final, "p": s.resus_p,
-                   "base": None if base is None else {"A": base["A"], "F": base["F"], "entropy": base["entropy"]},
-                   "settings": resus_rows}
+  final = per_seed[0]["curve"]["steps"][-1]
+  keys = list(per_seed[0]["resus"])
+  resus = {k: _rows_summary([[x["resus"][k]] for x in per_seed], keys=("step", "p", "q"))[0] for k in keys}
+  bases = {step: _rows_summary([[x["base"][step]] for x in per_seed])[0] for step in {k[0] for k in keys}}
+  for row in resus.values():
+    b = bases[row["step"]]
+    row["dA"], row["dF"] = row["A"] - b["A"], row["F"] - b["F"]
+  resuscitation = {**common_cfg, "step": final, "p": s.resus_p, "num_boot": s.num_boot,
+                   "base": {k: bases[final][k] for k in ("A", "F", "entropy", "A_ci95", "F_ci95", "A_seeds",
+                                                         "F_seeds")},
+                   "settings": [resus[k] for k in keys if k[0] == final and k[1] == s.resus_p and k[2] in s.resus_q],
+                   "p_sweep": [resus[k] for k in keys if k[0] == final and k[2] == 1.0 and k[1] in s.resus_p_sweep],
+                   "earlier": [{**resus[k], "base": {"A": bases[k[0]]["A"], "F": bases[k[0]]["F"]}}
+                               for k in keys if k[0] != final]}
 
   wall = time.perf_counter() - t0
-  seeds = Seeds((pt.train.seed,), (pt.train.data_seed, pt.train.data_seed + 1), pt.train.data_seed,
-                (("world_seed", pt.facts.world_seed),))
-  common = dict(preset=req.preset, seeds=seeds, wall_s=wall, run=pt_dir.name)
+  data_seeds = {c.train.data_seed for c in cfgs} | {c.train.data_seed + 1 for c in cfgs}
+  seeds = Seeds(tuple(s.seeds), tuple(sorted(data_seeds)), cfgs[0].train.data_seed,
+                (("world_seed", pt.facts.world_seed), ("bootstrap", 0)))
+  common = dict(preset=req.preset, seeds=seeds, wall_s=wall, run=dirs[0].name)
   paths = results.write(dest, DECAY, decay, criteria=criteria_decay, plot=plot_decay, **common)
   paths += results.write(dest, ACQUISITION, acquisition, criteria=criteria_acquisition, plot=plot_acquisition,
                          **common)
@@ -254,18 +413,33 @@ def run(req: RunRequest, dest: results.Destination) -> list[Path]:
 # Criteria
 
 
+def _spearman_from(steps, h, start: float) -> float | None:
+  steps, h = np.asarray(steps), np.asarray(h)
+  late = steps >= start
+  return ke.spearman(steps[late], h[late]) if late.sum() >= 3 else None
+
+
 def criteria_decay(r: dict) -> list[Criterion]:
-  steps, h = np.asarray(r["steps"]), np.asarray(r["entropy"])
-  late = steps >= r["decay_from"] * r["total_steps"]
-  rho = ke.spearman(steps[late], h[late]) if late.sum() >= 3 else None
+  steps = np.asarray(r["steps"])
+  start = r["decay_from"] * r["total_steps"]
+  late = steps >= start
+  rho = _spearman_from(steps, r["entropy"], start)
   per_layer = np.asarray(r["per_layer"])[late]
   lower = int((per_layer[-1] < per_layer[0]).sum()) if late.sum() >= 2 else 0
   layers = per_layer.shape[1]
   frac = f"{r['decay_from']:.0%}"
-  return [Criterion(f"Spearman ρ(step, H) over checkpoints from {frac} of pretraining on", rho, "≤ −0.9",
-                    rho is not None and rho <= -0.9),
-          Criterion(f"layers whose Hˡ at the end is below its value at {frac}", lower, f"all {layers}",
-                    lower == layers)]
+  out = [Criterion(f"Spearman ρ(step, H) over checkpoints from {frac} of pretraining on", rho, "≤ −0.9",
+                   rho is not None and rho <= -0.9),
+         Criterion(f"layers whose Hˡ at the end is below its value at {frac}", lower, f"all {layers}",
+                   lower == layers)]
+  c = r.get("control")
+  if c:  # the WSD control's checkpoints from decay_from up to the start of its decay
+    cs = np.asarray(c["steps"])
+    keep = cs <= c["decay_start"]
+    crho = _spearman_from(cs[keep], np.asarray(c["entropy"])[keep], start)
+    out.append(Criterion(f"WSD control: Spearman ρ(step, H) from {frac} to the start of its decay (no annealing)",
+                         crho, "≤ −0.9", crho is not None and crho <= -0.9))
+  return out
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -273,7 +447,14 @@ def _ratio(num: float, den: float) -> float | None:
 
 
 def criteria_acquisition(r: dict) -> list[Criterion]:
-  rows = sorted(r["sources"], key=lambda x: x["step"])
+  out = _acquisition_criteria(r["sources"], "")
+  if r.get("control_sources"):
+    out += _acquisition_criteria(r["control_sources"], "WSD control, before its decay: ")[:2]
+  return out
+
+
+def _acquisition_criteria(sources: list[dict], prefix: str) -> list[Criterion]:
+  rows = sorted(sources, key=lambda x: x["step"])
   first, last = rows[0], rows[-1]
   a_ratio, f_ratio = _ratio(last["A"], first["A"]), _ratio(last["F"], first["F"])
   h = [x["entropy"] for x in rows]
@@ -282,12 +463,13 @@ def criteria_acquisition(r: dict) -> list[Criterion]:
   pf = ke.pearson(h, [x["F"] for x in rows]) if enough else None
   note = " (±1 with two checkpoints)" if len(rows) == 2 else ""
   f_met = last["F"] > 0 and last["F"] >= 1.3 * first["F"]
-  return [Criterion(f"A(step {last['step']}) / A(step {first['step']})", a_ratio, "≤ 0.85 (A(first) > 0)",
+  return [Criterion(f"{prefix}A(step {last['step']}) / A(step {first['step']})", a_ratio, "≤ 0.85 (A(first) > 0)",
                     a_ratio is not None and a_ratio <= 0.85),
-          Criterion(f"F(step {last['step']}) / F(step {first['step']})", f_ratio,
+          Criterion(f"{prefix}F(step {last['step']}) / F(step {first['step']})", f_ratio,
                     "≥ 1.3 (or F(first) ≤ 0 < F(last))", bool(f_met)),
-          Criterion("Pearson(H, A) over the continued checkpoints", pa, f"≥ 0.8{note}", pa is not None and pa >= 0.8),
-          Criterion("Pearson(H, F) over the continued checkpoints", pf, f"≤ −0.8{note}",
+          Criterion(f"{prefix}Pearson(H, A) over the continued checkpoints", pa, f"≥ 0.8{note}",
+                    pa is not None and pa >= 0.8),
+          Criterion(f"{prefix}Pearson(H, F) over the continued checkpoints", pf, f"≤ −0.8{note}",
                     pf is not None and pf <= -0.8)]
 
 
@@ -315,14 +497,26 @@ def criteria_resuscitation(r: dict) -> list[Criterion]:
 
 
 def plot_decay(json_path: str | Path) -> list[Path]:
-  """H/(L ln W) against step, each layer's Hˡ, and the attention and next-token entropies."""
+  """H/(L ln W) against step (seed mean, each seed, 95% interval; the WSD control dashed), each
+  layer's Hˡ, and the attention and next-token entropies."""
   json_path = Path(json_path)
   r = read_json(json_path)
-  steps = r["steps"]
+  steps, norm = np.asarray(r["steps"]), r["max_entropy"]
   fig, axes = plt.subplots(1, 3, figsize=(15, 4), layout="constrained")
-  axes[0].plot(steps, r["normalised"], "k-o", ms=3)
-  axes[0].axvline(r["decay_from"] * r["total_steps"], color="0.6", ls=":", lw=1)
-  axes[0].set_ylabel("knowledge entropy H / (L ln W)")
+  ax = axes[0]
+  for h in r.get("entropy_seeds", []):
+    ax.plot(steps, np.asarray(h) / norm, "-", color="0.75", lw=0.8)
+  if "entropy_ci95" in r:
+    ci = np.asarray(r["entropy_ci95"]) / norm
+    ax.fill_between(steps, ci[:, 0], ci[:, 1], color="k", alpha=0.15, lw=0)
+  ax.plot(steps, r["normalised"], "k-o", ms=3, label="cosine schedule (seed mean)")
+  c = r.get("control")
+  if c:
+    ax.plot(c["steps"], c["normalised"], "--s", color="tab:purple", ms=3, label="WSD control")
+    ax.axvline(c["decay_start"], color="tab:purple", ls=":", lw=1)
+  ax.axvline(r["decay_from"] * r["total_steps"], color="0.6", ls=":", lw=1)
+  ax.set_ylabel("knowledge entropy H / (L ln W)")
+  ax.legend(fontsize=7)
   per_layer = np.asarray(r["per_layer"])
   for l in range(per_layer.shape[1]):
     axes[1].plot(steps, per_layer[:, l], "-o", ms=2, label=f"layer {l}")
@@ -335,46 +529,70 @@ def plot_decay(json_path: str | Path) -> list[Path]:
   for ax in axes:
     ax.set_xlabel("pretraining step")
     ax.grid(alpha=0.3, lw=0.4)
-  fig.suptitle(f"Knowledge entropy over pretraining (preset {r['preset']})")
+  seeds = r.get("seeds_list", [])
+  fig.suptitle(f"Knowledge entropy over pretraining (preset {r['preset']}, {len(seeds) or 1} seed(s))")
   return save_figure(fig, json_path)
 
 
+def _errorbar(ax, x, rows, key, fmt, color, label):
+  y = np.asarray([row[key] for row in rows])
+  if rows and f"{key}_ci95" in rows[0]:
+    ci = np.asarray([row[f"{key}_ci95"] for row in rows])
+    ax.errorbar(x, y, yerr=[y - ci[:, 0], ci[:, 1] - y], fmt=fmt, color=color, label=label, capsize=3, ms=4)
+  else:
+    ax.plot(x, y, fmt, color=color, label=label)
+
+
 def plot_acquisition(json_path: str | Path) -> list[Path]:
-  """A and F of continual learning against the checkpoint it started from, with that checkpoint's H."""
+  """A and F of continual learning against the checkpoint it started from (95% intervals), with
+  that checkpoint's H; the WSD control's pre-decay checkpoints dashed."""
   json_path = Path(json_path)
   r = read_json(json_path)
   rows = sorted(r["sources"], key=lambda x: x["step"])
   steps = [x["step"] for x in rows]
-  fig, ax = plt.subplots(figsize=(6.5, 4), layout="constrained")
-  ax.plot(steps, [x["A"] for x in rows], "-o", color="tab:blue", label="acquisition A")
-  ax.plot(steps, [x["F"] for x in rows], "-s", color="tab:red", label="forgetting F")
+  fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
+  _errorbar(ax, steps, rows, "A", "-o", "tab:blue", "acquisition A")
+  _errorbar(ax, steps, rows, "F", "-s", "tab:red", "forgetting F")
+  control = sorted(r.get("control_sources") or [], key=lambda x: x["step"])
+  if control:
+    cs = [x["step"] for x in control]
+    _errorbar(ax, cs, control, "A", "--o", "tab:cyan", "A, WSD control")
+    _errorbar(ax, cs, control, "F", "--s", "tab:orange", "F, WSD control")
   ax.axhline(0, color="0.6", lw=0.8)
   ax.set_xlabel("pretraining step of the starting checkpoint")
   ax.set_ylabel("A, F")
   twin = ax.twinx()
-  twin.plot(steps, [x["entropy"] for x in rows], "--", color="0.4", label="knowledge entropy H")
+  twin.plot(steps, [x["entropy"] for x in rows], ":", color="0.4", label="knowledge entropy H")
   twin.set_ylabel("H (nats)")
-  ax.legend(loc="upper left", fontsize=8)
-  twin.legend(loc="upper right", fontsize=8)
+  ax.legend(loc="upper left", fontsize=7)
+  twin.legend(loc="upper right", fontsize=7)
   ax.set_title(f"Continual learning from each checkpoint (preset {r['preset']})")
   return save_figure(fig, json_path)
 
 
 def plot_resuscitation(json_path: str | Path) -> list[Path]:
-  """A and F of the final checkpoint, unedited and after each resuscitation setting."""
+  """ΔA and ΔF (against the unedited checkpoint's continual run) for every resuscitation setting."""
   json_path = Path(json_path)
   r = read_json(json_path)
-  labels = (["unedited"] if r["base"] else []) + [f"q = {row['q']:g}" for row in r["settings"]]
-  a = ([r["base"]["A"]] if r["base"] else []) + [row["A"] for row in r["settings"]]
-  f = ([r["base"]["F"]] if r["base"] else []) + [row["F"] for row in r["settings"]]
+  base = r["base"]
+  rows = [("q", row) for row in r["settings"]] + [("p", row) for row in r.get("p_sweep", [])]
+  rows += [("early", row) for row in r.get("earlier", [])]
+  labels, da, df = [], [], []
+  for kind, row in rows:
+    ref = row.get("base") or base
+    early = f"step {row['step']}\nq = {row['q']:g}"
+    labels.append({"q": f"q = {row['q']:g}", "p": f"p = {row['p']:g}, q = 1"}.get(kind, early))
+    da.append(row["A"] - ref["A"])
+    df.append(row["F"] - ref["F"])
   x = np.arange(len(labels))
-  fig, ax = plt.subplots(figsize=(6.5, 4), layout="constrained")
-  ax.bar(x - 0.2, a, 0.4, color="tab:blue", label="acquisition A")
-  ax.bar(x + 0.2, f, 0.4, color="tab:red", label="forgetting F")
+  fig, ax = plt.subplots(figsize=(max(6.5, 0.7 * len(labels) + 2), 4.2), layout="constrained")
+  ax.bar(x - 0.2, da, 0.4, color="tab:blue", label="ΔA (higher: acquires more)")
+  ax.bar(x + 0.2, df, 0.4, color="tab:red", label="ΔF (lower: forgets less)")
   ax.axhline(0, color="0.6", lw=0.8)
-  ax.set_xticks(x, labels)
+  ax.set_xticks(x, labels, fontsize=7)
   ax.legend(fontsize=8)
-  ax.set_title(f"Resuscitation of step {r['step']}, p = {r['p']:g} (preset {r['preset']})")
+  ax.set_title(f"Resuscitation (final step {r['step']}: p = {r['p']:g} with q swept, q = 1 with p swept; "
+               f"earlier checkpoints) — preset {r['preset']}", fontsize=9)
   return save_figure(fig, json_path)
 
 
@@ -382,28 +600,52 @@ def plot_resuscitation(json_path: str | Path) -> list[Path]:
 # README tables
 
 
+def _pm(row: dict, key: str) -> str:
+  ci = row.get(f"{key}_ci95")
+  seeds = row.get(f"{key}_seeds")
+  out = f"{row[key]:+.4f}"
+  if ci:
+    out += f" [{ci[0]:+.4f}, {ci[1]:+.4f}]"
+  if seeds and len(seeds) > 1:
+    out += " (" + ", ".join(f"{v:+.3f}" for v in seeds) + ")"
+  return out
+
+
 def readme_decay(r: dict) -> str:
-  lines = ["| step | H | H / (L ln W) | attention | next token |", "|---|---|---|---|---|"]
+  ctrl = r.get("control")
+  cstep = {t: i for i, t in enumerate(ctrl["steps"])} if ctrl else {}
+  head = "| step | H [95% CI] | H / (L ln W) | attention | next token |" + (" H, WSD control |" if ctrl else "")
+  lines = [head, "|---|---|---|---|---|" + ("---|" if ctrl else "")]
   for i, step in enumerate(r["steps"]):
-    lines.append(f"| {step} | {r['entropy'][i]:.4f} | {r['normalised'][i]:.5f} | {fmt(r['attention'][i])} | "
-                 f"{fmt(r['next_token'][i])} |")
+    ci = r.get("entropy_ci95")
+    h = f"{r['entropy'][i]:.4f}" + (f" [{ci[i][0]:.4f}, {ci[i][1]:.4f}]" if ci else "")
+    line = f"| {step} | {h} | {r['normalised'][i]:.5f} | {fmt(r['attention'][i])} | {fmt(r['next_token'][i])} |"
+    if ctrl:
+      j = cstep.get(step)
+      mark = "" if j is None or step <= ctrl["decay_start"] else " (decaying)"
+      line += f" {'' if j is None else format(ctrl['entropy'][j], '.4f')}{mark} |"
+    lines.append(line)
   return "\n".join(lines)
 
 
 def readme_acquisition(r: dict) -> str:
-  lines = ["| from step | H | A | F |", "|---|---|---|---|"]
-  for x in sorted(r["sources"], key=lambda x: x["step"]):
-    lines.append(f"| {x['step']} | {x['entropy']:.4f} | {x['A']:+.4f} | {x['F']:+.4f} |")
+  lines = ["| schedule | from step | H | A [95% CI] (per seed) | F [95% CI] (per seed) |", "|---|---|---|---|---|"]
+  for label, rows in (("cosine", r["sources"]), ("WSD control", r.get("control_sources") or [])):
+    for x in sorted(rows, key=lambda x: x["step"]):
+      lines.append(f"| {label} | {x['step']} | {x['entropy']:.4f} | {_pm(x, 'A')} | {_pm(x, 'F')} |")
   return "\n".join(lines)
 
 
 def readme_resuscitation(r: dict) -> str:
-  lines = ["| setting | H after edit | A | F |", "|---|---|---|---|"]
+  lines = ["| checkpoint | setting | H after edit | A [95% CI] (per seed) | F [95% CI] (per seed) |",
+           "|---|---|---|---|---|"]
   if r["base"]:
-    lines.append(f"| unedited | {r['base']['entropy']:.4f} | {r['base']['A']:+.4f} | {r['base']['F']:+.4f} |")
-  for row in r["settings"]:
-    lines.append(f"| p = {row['p']:g}, q = {row['q']:g} | {row['entropy_after']:.4f} | {row['A']:+.4f} | "
-                 f"{row['F']:+.4f} |")
+    lines.append(f"| {r['step']} | unedited | {r['base']['entropy']:.4f} | {_pm(r['base'], 'A')} | "
+                 f"{_pm(r['base'], 'F')} |")
+  for row in [*r["settings"], *r.get("p_sweep", []), *r.get("earlier", [])]:
+    extra = f" (unedited A {row['base']['A']:+.4f}, F {row['base']['F']:+.4f})" if "base" in row else ""
+    lines.append(f"| {row.get('step', r['step'])} | p = {row['p']:g}, q = {row['q']:g}{extra} | "
+                 f"{row['entropy_after']:.4f} | {_pm(row, 'A')} | {_pm(row, 'F')} |")
   return "\n".join(lines)
 
 
