@@ -46,9 +46,10 @@ def compare(predict_fn: Callable, batch: tasks.Batch, learner_names: Sequence[st
   SPD and errors use every prompt in `batch`; the implicit weights (ILWD, R²) need
   num_probes forward passes per prompt and prefix, so they use the first `weights_prompts`.
   Learners that are linear by construction contribute their exact weights. With
-  `projection_ref` among the learners (OLS, the noiseless Bayes predictor, by default), every
-  ridge learner also gets the projection a against it (`metrics.projection_a`): the
-  transformer is closer to the reference than to that ridge exactly when a < 0.5.
+  `projection_ref` among the learners (OLS, the noiseless Bayes predictor, by default; the
+  Bayes ridge under noise), every other ridge learner and OLS also gets the projection a
+  against it (`metrics.projection_a`): the transformer is closer to the reference than to
+  that learner exactly when a < 0.5.
   """
   xs_BxNxD, ys_BxN = batch.xs_BxNxD, batch.ys_BxN
   n, d = xs_BxNxD.shape[1], xs_BxNxD.shape[2]
@@ -92,23 +93,24 @@ def compare(predict_fn: Callable, batch: tasks.Batch, learner_names: Sequence[st
         name: {"ref": projection_ref,
                **metrics.projection_a(preds_model_BxN, preds, ref, seed=seed)}
         for name, preds in preds_of_learner.items()
-        if name.startswith("ridge(") and name != projection_ref and not np.array_equal(preds, ref)}
+        if (name.startswith("ridge(") or name == "ols") and name != projection_ref
+        and not np.array_equal(preds, ref)}
   full = {k: v["full"] for k, v in result["mspd_over_d"].items()}
   result["closest_learner"] = min(full, key=full.get)
   return result
 
 
 def evaluate_run(run_dir, learner_names: Sequence[str], *, task_cfg: TaskConfig | None = None,
-                 num_prompts: int = 1024, weights_prompts: int = 64) -> dict:
+                 num_prompts: int = 1024, weights_prompts: int = 64, projection_ref: str | None = "ols") -> dict:
   """Loads a trained run folder and compares it with `learner_names` on held-out prompts of
-  `task_cfg` (default: the task it was trained on)."""
+  `task_cfg` (default: the task it was trained on); `projection_ref` as in `compare`."""
   from icl_lab import train
 
   cfg, model = train.load_model(run_dir)
   task_cfg = task_cfg or cfg.task
   batch = eval_batch(task_cfg, num_prompts)
   return compare(model_predict_fn(model, task_cfg.token_format), batch, learner_names,
-                 weights_prompts=weights_prompts)
+                 weights_prompts=weights_prompts, projection_ref=projection_ref)
 
 
 def mspd_table(result: dict) -> str:

@@ -158,6 +158,14 @@ def test_run_fig2_tiny_writes_to_results_not_figures(tmp_path):
   assert r["noise_ratios"] == [0.0, 0.25] and r["bayes_row"] == [0, 1]
   assert np.asarray(r["mspd_over_d_full"]).shape == (2, 2)
   assert [c["name"] for c in r["criteria"]] == [c.name for c in fig2.criteria(r)]
+  # Each model's projection against its neighbour decides the same way as the full-range MSPD:
+  # a < 0.5 exactly when the Bayes row is closer (SPD(T, R) − SPD(T, B) = SPD(R, B)(1 − 2a)).
+  full = np.asarray(r["mspd_over_d_full"])
+  for j, p in enumerate(r["projection_a"]):
+    assert p["bayes"] == r["rows"][r["bayes_row"][j]] and len(p["vs"]) == 1
+    (nb, v), = p["vs"].items()
+    assert (v["a"] < 0.5) == (full[r["bayes_row"][j], j] < full[r["rows"].index(nb), j])
+    assert v["ci95"][0] <= v["a"] <= v["ci95"][1]
   entry = read_json(tmp_path / "results" / "MANIFEST.json")["fig2_noise_tiny"]
   assert entry["seeds"] == {"model_init": [0], "train_data": [0], "eval_data": 1_000_003, "other": {}}
   for ext in ("png", "pdf"):

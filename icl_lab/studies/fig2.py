@@ -70,14 +70,21 @@ def run(req: RunRequest, dest: results.Destination) -> list[Path]:
   t_eval = time.perf_counter()
   under = np.zeros((len(rows), len(grid)))
   full = np.zeros_like(under)
+  ratios = [sg**2 / t**2 for sg, t in grid]
+  bayes_row = [int(np.argmin([abs(lam_of(r) - q) for r in rows])) for q in ratios]
+  projection = []
   for j, run_dir in enumerate(run_dirs):
-    res = evaluate.evaluate_run(run_dir, rows, num_prompts=s.num_prompts, weights_prompts=8)
+    res = evaluate.evaluate_run(run_dir, rows, num_prompts=s.num_prompts, weights_prompts=8,
+                                projection_ref=rows[bayes_row[j]])
     for i, name in enumerate(rows):
       under[i, j] = res["mspd_over_d"][name]["underdetermined"]
       full[i, j] = res["mspd_over_d"][name]["full"]
+    # The decisive comparisons are with the neighbouring rows: a < 0.5 means the model is
+    # closer to its Bayes ridge than to that neighbour (see metrics.projection_a).
+    neighbours = [rows[i] for i in (bayes_row[j] - 1, bayes_row[j] + 1) if 0 <= i < len(rows)]
+    projection.append({"bayes": rows[bayes_row[j]],
+                       "vs": {nb: res["projection_a"][nb] for nb in neighbours if nb in res["projection_a"]}})
   eval_s = time.perf_counter() - t_eval
-  ratios = [sg**2 / t**2 for sg, t in grid]
-  bayes_row = [int(np.argmin([abs(lam_of(r) - q) for r in rows])) for q in ratios]
   payload = {
       "preset": req.preset, "d": base.task.dim, "sigma_tau": [list(g) for g in grid], "noise_ratios": ratios,
       "rows": rows, "bayes_row": bayes_row,
@@ -86,6 +93,7 @@ def run(req: RunRequest, dest: results.Destination) -> list[Path]:
       "closest_row_full": [rows[i] for i in full.argmin(0)],
       "bayes_is_closest_full": bayes_hits(full, bayes_row),
       "bayes_is_closest_underdetermined": bayes_hits(under, bayes_row),
+      "projection_a": projection,
       "runs": [r.name for r in run_dirs], "train_wall_s": train_wall, "eval_wall_s": eval_s,
       "base_config": base.to_dict(),
   }
@@ -121,6 +129,13 @@ def readme(r: dict) -> str:
       b = "**" if full[i, j] == full[:, j].min() else ""
       cells.append(f"{b}{fmt(full[i, j], 2)}{b} ({fmt(under[i, j], 2)})")
     lines.append(f"| {row} | " + " | ".join(cells) + " |")
+  proj = r.get("projection_a")
+  if proj:  # absent from results written before the projection was recorded
+    cells = []
+    for p in proj:
+      cells.append("<br>".join(f"{nb}: {v['a']:.2f} [{v['ci95'][0]:.2f}, {v['ci95'][1]:.2f}]"
+                               for nb, v in p["vs"].items()))
+    lines.append("| a vs neighbours (Bayes closer iff a < 0.5) | " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
 
