@@ -14,8 +14,9 @@ from pathlib import Path
 # hidden size: block input, LN1 output, q, k, v, attention output, residual after attention,
 # LN2 output.
 HIDDEN_ACTS_PER_LAYER = 8
-# ... and in units of the MLP width: its pre-GeLU and post-GeLU values.
-MLP_ACTS_PER_LAYER = 2
+# ... and in units of the MLP width: its pre-GeLU and post-GeLU values; for the SwiGLU MLP, the
+# gate's pre-activation, the up-projection and their product (the coefficients).
+MLP_ACTS_PER_LAYER = {"gelu": 2, "swiglu": 3}
 # ... and per head and (query, key) pair: the attention logits and probabilities.
 ATTENTION_ACTS_PER_LAYER = 2
 # Per token, outside the blocks, in units of the hidden size: the read-in output and the final
@@ -30,15 +31,16 @@ class ConfigTooLarge(ValueError, MemoryError):
 
 
 def estimate_train_bytes(num_params: int, batch: int, seq_len: int, hidden: int, layers: int,
-                         heads: int, mlp_width: int, vocab_or_out: int = 1, dtype_bytes: int = 4) -> int:
+                         heads: int, mlp_width: int, vocab_or_out: int = 1, dtype_bytes: int = 4,
+                         mlp: str = "gelu") -> int:
   """Bytes for one training step on one device (pass that device's share of the batch).
 
-  STATE_COPIES·params + layers·[batch·seq·(8·hidden + 2·mlp_width) + batch·heads·2·seq²]
-  + batch·seq·(2·hidden + vocab_or_out), all times dtype_bytes.
+  STATE_COPIES·params + layers·[batch·seq·(8·hidden + m·mlp_width) + batch·heads·2·seq²]
+  + batch·seq·(2·hidden + vocab_or_out), all times dtype_bytes; m = 2 for GeLU, 3 for SwiGLU.
   """
   state = STATE_COPIES * num_params
   tokens = batch * seq_len
-  per_layer = (tokens * (HIDDEN_ACTS_PER_LAYER * hidden + MLP_ACTS_PER_LAYER * mlp_width)
+  per_layer = (tokens * (HIDDEN_ACTS_PER_LAYER * hidden + MLP_ACTS_PER_LAYER[mlp] * mlp_width)
                + batch * heads * ATTENTION_ACTS_PER_LAYER * seq_len**2)
   outside = tokens * (HIDDEN_ACTS_OUTSIDE * hidden + vocab_or_out)
   return dtype_bytes * (state + layers * per_layer + outside)

@@ -304,7 +304,7 @@ def check_memory(cfg: Config, members: int = 1) -> None:
   num_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(abstract))
   need = members * memory.estimate_train_bytes(
       num_params, cfg.train.batch_size, task.sequence_len(cfg), m.hidden, m.layers, m.heads,
-      m.mlp_ratio * m.hidden, task.output_dim(cfg))
+      m.mlp_ratio * m.hidden, task.output_dim(cfg), mlp=m.mlp)
   memory.check_fits(need, memory.available_bytes(), task.length_hint)
 
 

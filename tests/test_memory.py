@@ -25,6 +25,9 @@ def test_estimate_matches_a_hand_computation_of_its_terms():
   assert got == expected
   # Half-width dtype halves everything.
   assert memory.estimate_train_bytes(params, batch, seq, hidden, layers, heads, mlp, dtype_bytes=2) == expected // 2
+  # The SwiGLU MLP keeps a third MLP-width activation per token and layer (gate, up, product).
+  swiglu = memory.estimate_train_bytes(params, batch, seq, hidden, layers, heads, mlp, vocab_or_out=out, mlp="swiglu")
+  assert swiglu - expected == 4 * layers * batch * seq * mlp
 
 
 def test_a_hundred_thousand_exemplars_at_batch_64_is_refused_naming_the_keys():

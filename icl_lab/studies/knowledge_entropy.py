@@ -9,11 +9,14 @@ synthetic fact world (`icl_lab.fact_world`), not on OLMo.
    log-probability of the fictional facts' values after and before (memorisation and
    generalisation probes, paraphrase and once splits); forgetting F compares the multiple-choice
    accuracy on world 0's facts after and before.
-3. Resuscitate the final checkpoint (Algorithm 1, p, q) and continue it the same way; A and F keep
-   the unmodified checkpoint as their reference, so damage done by the edit counts as forgetting.
+3. Resuscitate the final checkpoint (Algorithm 1: p = 50% with q swept, q = 1 with p swept) and
+   earlier ones, and continue each the same way; A and F keep the unmodified checkpoint as their
+   reference, so damage done by the edit counts as forgetting.
+4. A warmup-stable-decay control run per seed, whose checkpoints before its decay continue too:
+   a trend across them cannot come from the annealed learning rate.
 
-Deviation from the paper: the lab's schedule decays the continual run's learning rate to 0 rather
-than to 10% of its peak.
+Every number is the mean over the pretraining seeds, with each seed's value and a 95% bootstrap
+interval (sequences for H, paired probe prompts for A and F).
 """
 
 from __future__ import annotations
