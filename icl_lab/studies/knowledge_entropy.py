@@ -104,11 +104,11 @@ SETTINGS = {
     "tiny": Settings(seeds=(0,), cl_from=(0.2, 1.0), cl_steps=30, cl_batch=32, cl_lr=1e-3, inject_every=10,
                      resus_q=(1.0,), resus_p_sweep=(0.9,), resus_earlier=(0.2,), wsd_control=False,
                      entropy_sequences=128, num_boot=50, cpu_s=40),
-    # Two seeds of 8k pretraining steps, each with its WSD control, then 15 continual runs of 300
-    # steps per seed: from 4 checkpoints of each schedule, and 7 resuscitations of the final
-    # checkpoint (the 2 of earlier checkpoints reuse the 20% and 50% ones' reference runs).
+    # Two seeds of 8k pretraining steps, each with its WSD control, then 17 continual runs of 300
+    # steps per seed: from 4 checkpoints of each schedule, 7 resuscitations of the final checkpoint
+    # and 2 of earlier ones (the 20% and 50% checkpoints, whose unedited runs serve as reference).
     "quick": Settings(cl_steps=300, cl_batch=64, cl_lr=1e-3, inject_every=30, resus_q=(0.5, 1.0, 2.0),
-                      entropy_sequences=1024, cpu_s=3600),
+                      entropy_sequences=1024, cpu_s=3000),
     "gpu": Settings(entropy_sequences=2048),
 }
 
