@@ -17,8 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from icl_lab import learners, tasks
+from icl_lab.analysis import learners
 from icl_lab.config import TaskConfig
+from icl_lab.tasks import regression
 
 
 def best_time(fn, repeats: int) -> float:
@@ -77,7 +78,7 @@ def main() -> None:
   args = parser.parse_args()
   b, repeats = (128, 3) if args.quick else (args.batch, args.repeats)
   n, d = 40, 8
-  xs, ys, _ = tasks.sample_batch(TaskConfig(dim=d, num_exemplars=n), seed=0, step=0, batch_size=b)
+  xs, ys, _ = regression.sample_batch(TaskConfig(dim=d, num_exemplars=n), seed=0, step=0, batch_size=b)
   print(f"device: {jax.devices()[0].platform}, batch {b}, d = {d}, N = {n}, best of {repeats}")
   print(f"{'learner':<12}{'method':<28}{'time (ms)':>11}{'speed-up':>10}"
         f"{'median rel err':>16}{'max rel err':>13}")

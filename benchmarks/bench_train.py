@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 
 sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.dirname(__file__)))
-from icl_lab import host  # noqa: E402
+from icl_lab.training import host  # noqa: E402
 
 host.use_host_devices()  # before jax: two CPU devices on a 2-core host
 
@@ -35,7 +35,9 @@ from flax import nnx  # noqa: E402
 from jax.sharding import NamedSharding  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
-from icl_lab import config, task_api, tasks, train  # noqa: E402
+from icl_lab import config, tasks  # noqa: E402
+from icl_lab.tasks import regression  # noqa: E402
+from icl_lab.training import train  # noqa: E402
 
 TORCH_BASELINE = Path(__file__).resolve().parents[2] / "shared" / "bench" / "torch_gpt2_baseline.py"
 
@@ -67,8 +69,8 @@ def legacy_multi_step(cfg: config.Config, graphdef, tx):
   t, tr = cfg.task, cfg.train
 
   def one_step(state, step):
-    batch = tasks.sample_batch(t, tr.data_seed, step, tr.batch_size)
-    tokens_BxTxF = tasks.encode(batch.xs_BxNxD, batch.ys_BxN, t.token_format)
+    batch = regression.sample_batch(t, tr.data_seed, step, tr.batch_size)
+    tokens_BxTxF = regression.encode(batch.xs_BxNxD, batch.ys_BxN, t.token_format)
 
     def loss_of(params):
       preds_BxN = nnx.merge(graphdef, params)(tokens_BxTxF)[:, 0::2]
@@ -119,7 +121,7 @@ def ensemble(cfg: config.Config, k: int, steps: int) -> float:
   mesh = train.make_mesh()
   if mesh is not None and k % jax.device_count() == 0:
     state = jax.device_put(state, NamedSharding(mesh, P("data")))
-  ms = train.make_multi_step(cfg, graphdef, tx, None, [task_api.member_of(c) for c in cfgs])
+  ms = train.make_multi_step(cfg, graphdef, tx, None, [tasks.member_of(c) for c in cfgs])
   return time_calls(ms, state, steps, cfg.train.steps_per_call)
 
 

@@ -15,7 +15,8 @@ import argparse
 
 from bench_train import step_flops
 
-from icl_lab import config, studies, train
+from icl_lab import config, studies
+from icl_lab.training import train
 
 
 def flops_per_step(cfg: config.Config) -> float:

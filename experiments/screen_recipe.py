@@ -11,13 +11,14 @@ import json
 import sys
 from pathlib import Path
 
-from icl_lab import config, host
+from icl_lab import config
 from icl_lab.io import atomic_write_text
+from icl_lab.training import host
 
 
 def main() -> None:
   host.use_host_devices()  # before anything imports jax
-  from icl_lab import evaluate
+  from icl_lab.analysis import evaluate
 
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--preset", default="quick", choices=sorted(config.PRESETS))

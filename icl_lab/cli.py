@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from icl_lab import config as config_lib
-from icl_lab import host
+from icl_lab.training import host
 
 
 def _add_config_args(p: argparse.ArgumentParser, default_preset: str) -> None:
@@ -21,15 +21,21 @@ def _add_config_args(p: argparse.ArgumentParser, default_preset: str) -> None:
 
 def _add_out_arg(p: argparse.ArgumentParser) -> None:
   p.add_argument("--out", default=None,
-                 help="results folder (default: figures/ for a study's headline preset without overrides, "
-                      "results/ otherwise; a non-headline run never writes to figures/)")
+                 help="results folder (default: results/; a study's committed figures/ files are replaced "
+                      "only with --promote)")
+  p.add_argument("--fresh", action="store_true",
+                 help="ignore the committed unit records of a study run in units (retrain and re-evaluate)")
+  p.add_argument("--promote", action="store_true",
+                 help="write a headline run over the committed figures/ files and regenerate README.md and "
+                      "docs/ (default: write it to results/ and compare it with the committed file)")
 
 
 def cmd_train(args) -> None:
-  from icl_lab import task_api, train
+  from icl_lab import tasks
+  from icl_lab.training import train
 
   cfgs = config_lib.expand_overrides(config_lib.get_preset(args.preset), args.overrides,
-                                     task_api.ENSEMBLE_KEYS)
+                                     tasks.ENSEMBLE_KEYS)
   for cfg in cfgs:
     print(f"training {cfg.run_name()}: {train.config_summary(cfg)}", file=sys.stderr)
   if len(cfgs) > 1:
@@ -39,7 +45,7 @@ def cmd_train(args) -> None:
 
 
 def cmd_presets(args) -> None:
-  from icl_lab.train import config_summary
+  from icl_lab.training.train import config_summary
 
   for name, cfg in sorted(config_lib.PRESETS.items()):
     print(f"{name:8s} {config_summary(cfg)}")
@@ -48,16 +54,38 @@ def cmd_presets(args) -> None:
 
 
 def _run_study(name: str, args) -> None:
-  from icl_lab import studies
+  from icl_lab import results, studies
 
   req = studies.RunRequest(args.preset, tuple(args.overrides), Path(args.runs_dir),
-                           None if args.out is None else Path(args.out))
+                           None if args.out is None else Path(args.out), promote=args.promote,
+                           unit=getattr(args, "unit", None), train_missing=not getattr(args, "no_train", False),
+                           fresh=args.fresh)
   for path in studies.run(name, req):
     print(path)
+  if req.promote:  # the committed files changed: so do the tables generated from them
+    from icl_lab.studies import readme
+
+    readme.run([], results.HEADLINE_DIR, check_only=False)
 
 
 def cmd_run(args) -> None:
   _run_study(args.study, args)
+
+
+def cmd_units(args) -> None:
+  from icl_lab import results, studies
+  from icl_lab.studies import units
+
+  study = studies.get(args.study)
+  if study.plan is None:
+    raise config_lib.ConfigError(f"study {study.name} does not run in units; units: "
+                                 f"{', '.join(s.name for s in studies.STUDIES.values() if s.plan)}")
+  req = studies.RunRequest(args.preset, tuple(args.overrides), Path(args.runs_dir),
+                           None if args.out is None else Path(args.out), fresh=args.fresh)
+  unit_list, spec = study.plan(req)
+  dest = results.destination(req.preset, study.headline_preset, req.overrides, req.out)
+  for line in units.status(unit_list, spec, units.records_for(req, dest), req.runs_dir):
+    print(line)
 
 
 def cmd_replicate(args) -> None:
@@ -71,7 +99,7 @@ def _fmt_time(seconds: float | None) -> str:
 
 
 def cmd_studies(args) -> None:
-  from icl_lab import studies
+  from icl_lab import results, studies
 
   for study in studies.STUDIES.values():
     presets = ", ".join(f"{p}{' (headline)' if p == study.headline_preset else ''} {_fmt_time(t)}"
@@ -83,21 +111,17 @@ def cmd_studies(args) -> None:
         print(f"  {base}: not run")
         continue
       for c in crit:
-        print(f"  {base}: {'met' if c['met'] else 'missed'}: {c['name']} = {_fmt_value(c['value'])} "
+        print(f"  {base}: {'met' if c['met'] else 'missed'}: {c['name']} = {results.fmt_value(c['value'])} "
               f"(target {c['target']})")
-
-
-def _fmt_value(value) -> str:
-  if isinstance(value, float):
-    return f"{value:.4g}"
-  return "null" if value is None else str(value)
 
 
 def cmd_eval(args) -> None:
   import dataclasses
 
-  from icl_lab import evaluate, learners, results, train
+  from icl_lab import results
+  from icl_lab.analysis import evaluate, learners
   from icl_lab.studies.base import check_learners
+  from icl_lab.training import train
 
   run_dir = Path(args.run_dir)
   cfg = train.read_config(run_dir)  # evaluate_run loads the weights once the request is checked
@@ -153,16 +177,13 @@ def cmd_criteria(args) -> None:
 def cmd_readme(args) -> int:
   from icl_lab.studies import readme
 
-  names = readme.check(args.readme, args.figures) if args.check else readme.update(args.readme, args.figures)
-  for name in names:
-    print(f"{'stale' if args.check else 'rewrote'}: results:{name}")
-  return 1 if args.check and names else 0
+  return readme.run(args.docs, args.figures, args.check)
 
 
 def cmd_figures(args) -> int:
-  from icl_lab import plotting
+  from icl_lab import studies
 
-  drawn, failures = plotting.redraw_all(args.out)
+  drawn, failures = studies.redraw_all(args.out)
   for path in drawn:
     print(path)
   if not drawn and not failures:
@@ -193,7 +214,19 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("study")
   _add_config_args(p, "quick")
   _add_out_arg(p)
+  p.add_argument("--unit", default=None, help="a study run in units: train only this unit (its index, e.g. "
+                 "$SLURM_ARRAY_TASK_ID, or its run name; `icl-lab units STUDY` lists them)")
+  p.add_argument("--no-train", action="store_true",
+                 help="assemble the results from the unit records present; train nothing")
   p.set_defaults(func=cmd_run)
+
+  p = sub.add_parser("units", help="list a study's units (one model or ensemble each) and whether each has a "
+                     "record, a trained run or neither")
+  p.add_argument("study")
+  _add_config_args(p, "quick")
+  p.add_argument("--out", default=None, help="results folder whose units/ records count (default: the results rule)")
+  p.add_argument("--fresh", action="store_true", help="ignore the committed unit records")
+  p.set_defaults(func=cmd_units)
 
   p = sub.add_parser("studies", help="list the studies, their presets and the criteria of their committed results")
   p.add_argument("--figures", default="figures", help="folder of the committed results (default: figures)")
@@ -219,8 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--write", action="store_true")
   p.set_defaults(func=cmd_criteria)
 
-  p = sub.add_parser("readme", help="rewrite README.md's <!-- results:NAME --> sections from the committed JSON")
-  p.add_argument("readme", nargs="?", default="README.md")
+  p = sub.add_parser("readme", help="rewrite the <!-- results:NAME --> sections of README.md and docs/*.md "
+                     "from the committed JSON")
+  p.add_argument("docs", nargs="*", help="files to rewrite (default: README.md and docs/*.md)")
   p.add_argument("--figures", default="figures")
   p.add_argument("--check", action="store_true", help="only list stale sections; exit 1 if any")
   p.set_defaults(func=cmd_readme)
@@ -244,9 +278,9 @@ def main(argv: list[str] | None = None) -> int:
           file=sys.stderr)
     return 130
   except Exception as err:  # noqa: BLE001 - surface our own errors as one clear line
-    from icl_lab.checkpoints import CheckpointError
-    from icl_lab.runlock import RunLockedError
-    from icl_lab.train import TrainingError
+    from icl_lab.training.checkpoints import CheckpointError
+    from icl_lab.training.runlock import RunLockedError
+    from icl_lab.training.train import TrainingError
     if isinstance(err, (TrainingError, RunLockedError, CheckpointError)):
       print(f"icl-lab: {err}", file=sys.stderr)
       return 1

@@ -19,7 +19,7 @@ class ConfigError(ValueError):
 class TaskConfig:
   """Noisy linear regression: x ~ N(0, Σ), w ~ N(0, τ²I), y = wᵀx + ε, ε ~ N(0, σ²).
 
-  `kind` picks what a run trains on (`icl_lab.task_api`): "regression" (these prompts),
+  `kind` picks what a run trains on (`icl_lab.tasks`): "regression" (these prompts),
   "token_lm" (a token-level language model on the stream set in the `lm` section) or "fact_lm"
   (a language model on the synthetic fact world set in the `facts` section).
   """
@@ -58,7 +58,7 @@ class LMConfig:
 
 @dataclass(frozen=True)
 class FactConfig:
-  """A synthetic fact world (task.kind = "fact_lm", `icl_lab.fact_world`).
+  """A synthetic fact world (task.kind = "fact_lm", `icl_lab.tasks.fact_world`).
 
   Persons × relations → values, each fact rendered by one of `templates` paraphrases, mixed with
   bigram filler sentences. Two worlds share one vocabulary (so one model reads both) but have

@@ -1,10 +1,11 @@
 """The one results writer, and the one rule for where results go.
 
 A study's headline results (its headline preset, no overrides) are the committed files in
-`figures/`. Every other run (a smoke preset, another preset, any `--set`) goes to the
-git-ignored `results/` folder under a stem that names the preset (and a hash of the
-overrides), and is refused in `figures/` even when asked for, so no such run can overwrite a
-committed figure. One call writes the JSON (atomically, with the study's criteria computed from
+`figures/`. Re-running the headline writes the same stem to the git-ignored `results/` and is
+compared with the committed file; only `--promote` replaces the committed file. Every other run
+(a smoke preset, another preset, any `--set`) goes to `results/` under a stem that names the
+preset (and a hash of the overrides), and is refused in `figures/` even when asked for, so no such
+run can overwrite a committed figure. One call writes the JSON (atomically, with the study's criteria computed from
 that same payload), the PNG and PDF drawn from it, and the MANIFEST.json entry beside it.
 """
 
@@ -59,7 +60,13 @@ class Destination:
 
   folder: Path
   suffix: str
-  headline: bool
+  headline: bool  # the headline preset without overrides (its stem is the committed file's)
+  promote: bool = False  # ... written to figures/, replacing the committed file
+
+  @property
+  def reproduces(self) -> bool:
+    """A headline run kept beside, not over, the committed file: compare the two."""
+    return self.headline and not is_headline_folder(self.folder)
 
   def path(self, base: str) -> Path:
     return self.folder / f"{base}{self.suffix}.json"
@@ -78,14 +85,20 @@ def override_tag(overrides: Sequence[str]) -> str:
 
 
 def destination(preset: str, headline_preset: str, overrides: Sequence[str] = (),
-                out: str | Path | None = None) -> Destination:
-  """The rule: the headline preset without overrides writes `<base>` to figures/; anything else
-  writes `<base>_<preset>` (plus `-custom-<hash>` with overrides) to results/. `out` replaces
-  the folder (never the stem) and may not be figures/ for a non-headline run."""
+                out: str | Path | None = None, promote: bool = False) -> Destination:
+  """The rule: the headline preset without overrides writes `<base>` to results/ (to figures/
+  with `promote`, replacing the committed file); anything else writes `<base>_<preset>` (plus
+  `-custom-<hash>` with overrides) to results/. `out` replaces the folder (never the stem) and
+  may not be figures/ for a non-headline run."""
   headline = preset == headline_preset and not is_customized(overrides)
+  if promote and not headline:
+    raise ConfigError(f"--promote replaces a committed headline file; only the study's headline preset "
+                      f"({headline_preset}) without --set can be promoted")
+  if promote and out is not None and not is_headline_folder(out):
+    raise ConfigError(f"--promote writes to {HEADLINE_DIR}/; drop --out {out}")
   suffix = "" if headline else f"_{preset}{override_tag(overrides)}"
-  folder = Path(out) if out is not None else (HEADLINE_DIR if headline else SCRATCH_DIR)
-  dest = Destination(folder, suffix, headline)
+  folder = Path(out) if out is not None else (HEADLINE_DIR if promote else SCRATCH_DIR)
+  dest = Destination(folder, suffix, headline, promote=promote or (headline and is_headline_folder(folder)))
   check(dest)
   return dest
 
@@ -110,7 +123,7 @@ def write(dest: Destination, base: str, payload: dict[str, Any], *, preset: str,
   check(dest)
   path = dest.path(base)
   if criteria is not None:
-    payload = {**payload, "criteria": [c.to_dict() for c in criteria(payload)]}
+    payload = {**payload, "criteria": [c.to_dict() for c in criteria_for(payload, criteria)]}
   write_json(path, payload)
   paths = [path] + ([Path(p) for p in plot(path)] if plot is not None else [])
   manifest.record(dest.folder, path.stem, preset=preset, seeds=seeds.to_dict(), wall_s=wall_s,
@@ -118,11 +131,27 @@ def write(dest: Destination, base: str, payload: dict[str, Any], *, preset: str,
   return paths
 
 
+def criteria_for(payload: dict[str, Any], criteria: Callable[[dict], Sequence[Criterion]]) -> list[Criterion]:
+  """A study's criteria of a payload, or, when it was assembled with unit records missing
+  (`missing_units`), one criterion that says so and is not met: a partial study is never judged."""
+  gone = payload.get("missing_units") or []
+  if not gone:
+    return list(criteria(payload))
+  total = payload.get("num_units", len(gone))
+  return [Criterion("units with an evaluation record (incomplete: the study's own criteria are not judged)",
+                    f"{total - len(gone)} of {total}", f"all {total}", False)]
+
+
+def fmt_value(value: Any) -> str:
+  """A criterion's value for people: floats (also inside lists) to 4 significant digits."""
+  if isinstance(value, float):
+    return f"{value:.4g}"
+  if isinstance(value, (list, tuple)):
+    return "[" + ", ".join(fmt_value(v) for v in value) + "]"
+  return "null" if value is None else str(value)
+
+
 def format_criteria(criteria: Sequence[Mapping[str, Any]]) -> str:
   """One line per criterion: met / missed, name, value and target."""
-  lines = []
-  for c in criteria:
-    value = c["value"]
-    shown = f"{value:.4g}" if isinstance(value, float) else "null" if value is None else str(value)
-    lines.append(f"{'met' if c['met'] else 'missed':6s} {c['name']}: {shown} (target: {c['target']})")
-  return "\n".join(lines)
+  return "\n".join(f"{'met' if c['met'] else 'missed':6s} {c['name']}: {fmt_value(c['value'])} (target: {c['target']})"
+                   for c in criteria)

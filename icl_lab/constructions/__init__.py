@@ -1,5 +1,5 @@
 """Hand-compiled transformers that provably run learning algorithms (Akyürek et al. 2023,
-§3 and App. A–C; von Oswald et al. 2023), checked against icl_lab.learners.
+§3 and App. A–C; von Oswald et al. 2023), checked against icl_lab.analysis.learners.
 
 - primitives: the row layout, the primitive ops (Read/mov, Affine/aff, Mul/mul, Recip and
   div) and the GeLU arithmetic they rest on, with its error formulas.

@@ -28,12 +28,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from icl_lab import learners, tasks
+from icl_lab.analysis import learners
 from icl_lab.config import TaskConfig
 from icl_lab.constructions.compiler import DEFAULT_SCALE, Program, compile_program, size_of
 from icl_lab.constructions.gd import gd_program, sgd_program
 from icl_lab.constructions.network import scan_forward
 from icl_lab.constructions.ridge import ridge_program
+from icl_lab.tasks import regression
 
 SGD_ALPHA = 0.03
 GD_ALPHA = 0.02
@@ -49,7 +50,7 @@ CONSTRUCTIONS: dict[str, tuple[Callable[[int, int], Program], str, dict[str, flo
 
 def prompts(d: int, n: int, batch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
   """Noiseless prompts from the lab's sampler (x ~ N(0, I), w ~ N(0, I)), as float32 numpy."""
-  b = tasks.sample_batch(TaskConfig(dim=d, num_exemplars=n), seed, 0, batch)
+  b = regression.sample_batch(TaskConfig(dim=d, num_exemplars=n), seed, 0, batch)
   return np.asarray(b.xs_BxNxD), np.asarray(b.ys_BxN)
 
 
@@ -59,7 +60,7 @@ def construction_preds(prog: Program, learner_name: str, xs_BxNxD: np.ndarray, y
   with jax.enable_x64(dtype == "float64"):
     net = compile_program(prog, dtype=dtype, scale=scale)
     xs, ys = jnp.asarray(xs_BxNxD, dtype), jnp.asarray(ys_BxN, dtype)
-    out_Bx2N = scan_forward(net)(tasks.encode(xs, ys))
+    out_Bx2N = scan_forward(net)(regression.encode(xs, ys))
     ref_BxN = learners.preds_of(learners.get_learner(learner_name)(xs, ys))
     return np.asarray(out_Bx2N[:, 0::2], np.float64), np.asarray(ref_BxN, np.float64)
 
@@ -154,12 +155,21 @@ def trained_agreement(fig1_json: str, n: int) -> dict[str, Any]:
   results file (so d is that model's d), truncated to the constructions' n pairs."""
   with open(fig1_json) as f:
     fig1 = json.load(f)
+  # Name the file, the preset and the commit that wrote it: a headline file is replaced when its
+  # study is re-run, so the path alone would later point at another model.
+  manifest_path = os.path.join(os.path.dirname(fig1_json), "MANIFEST.json")
+  stem = os.path.splitext(os.path.basename(fig1_json))[0]
+  commit = None
+  if os.path.exists(manifest_path):
+    with open(manifest_path) as f:
+      commit = json.load(f).get(stem, {}).get("git_commit")
+  source = f"{fig1_json} (preset {fig1.get('preset')}" + (f", written at commit {commit[:7]})" if commit else ")")
   out: dict[str, Any] = {}
   for name, (_, learner_name, _) in CONSTRUCTIONS.items():
     spd = fig1["spd_over_d"].get(learner_name)
     out[name] = None if spd is None else {str(fig1["d"]): {
         "prefix": fig1["prefix_lengths"][:n], "spd_over_d": spd[:n], "run": fig1.get("run"),
-        "source": os.path.basename(fig1_json)}}
+        "source": source}}
   return out
 
 

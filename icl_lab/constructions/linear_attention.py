@@ -24,8 +24,9 @@ import numpy as np
 import optax
 from flax import nnx
 
-from icl_lab import learners, tasks
+from icl_lab.analysis import learners
 from icl_lab.config import TaskConfig
+from icl_lab.tasks import regression
 
 
 class LinearSelfAttention(nnx.Module):
@@ -113,7 +114,7 @@ def query_loss(layer: LinearSelfAttention, xs_BxNxD, ys_BxN) -> jax.Array:
 
 def train(d: int, n: int, *, steps: int = 2000, batch: int = 256, lr: float = 3e-2,
           seed: int = 0, init_std: float = 0.1) -> tuple[LinearSelfAttention, list[float]]:
-  """Adam on the query loss from random init, fresh prompts every step (tasks.sample_batch)."""
+  """Adam on the query loss from random init, fresh prompts every step (regression.sample_batch)."""
   cfg = TaskConfig(dim=d, num_exemplars=n)
   layer = LinearSelfAttention(d, rngs=nnx.Rngs(seed), init_std=init_std)
   graphdef, params = nnx.split(layer)
@@ -121,7 +122,7 @@ def train(d: int, n: int, *, steps: int = 2000, batch: int = 256, lr: float = 3e
   opt_state = tx.init(params)
 
   def loss_fn(params, step):
-    batch_data = tasks.sample_batch(cfg, seed, step, batch)
+    batch_data = regression.sample_batch(cfg, seed, step, batch)
     return query_loss(nnx.merge(graphdef, params), batch_data.xs_BxNxD, batch_data.ys_BxN)
 
   @jax.jit
@@ -145,7 +146,7 @@ def study(d: int = 8, n: int = 16, *, steps: int = 2000, batch: int = 256, lr: f
   eta = optimal_eta(d, n - 1)
   constructed = gd_layer(d, eta)
   cfg = TaskConfig(dim=d, num_exemplars=n)
-  ev = tasks.sample_batch(cfg, seed + 1, 0, eval_batch)  # a seed training never used
+  ev = regression.sample_batch(cfg, seed + 1, 0, eval_batch)  # a seed training never used
   pred_t = trained(ev.xs_BxNxD, ev.ys_BxN)[:, -1]
   pred_c = constructed(ev.xs_BxNxD, ev.ys_BxN)[:, -1]
   # The construction against the lab's GD learner at every prefix (float32): rounding only.

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from icl_lab.model import MLP, CausalSelfAttention, run_stack
+from icl_lab.models.transformer import MLP, CausalSelfAttention, run_stack
 
 
 class NormFreeBlock(nnx.Module):
@@ -37,7 +37,7 @@ class NormFreeBlock(nnx.Module):
 
 class CompiledTransformer(nnx.Module):
   """Maps tokens_BxTxF to a scalar read-out at every position; same call as model.Transformer,
-  so `icl_lab.model.predict(net, xs, ys)` runs it."""
+  so `icl_lab.tasks.regression.predict(net, xs, ys)` runs it."""
 
   def __init__(self, token_dim: int, hidden: int, heads: int, mlp_width: int, layers: int,
                max_len: int, *, rngs: nnx.Rngs):

@@ -3,6 +3,8 @@ tables (`Study`). `icl-lab studies` lists them, `icl-lab run NAME` runs one."""
 
 from __future__ import annotations
 
+import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ from icl_lab.io import read_json, write_json
 from icl_lab.results import HEADLINE_DIR
 from icl_lab.studies import constructions, fig1, fig2, fig3, fig4, knowledge_entropy
 from icl_lab.studies.base import Output, RunRequest, Study
+from icl_lab.studies.plotting import plt
 
 STUDIES: dict[str, Study] = {s.name: s for s in (fig1.STUDY, fig2.STUDY, fig3.STUDY, fig4.STUDY,
                                                  constructions.STUDY, knowledge_entropy.STUDY)}
@@ -19,7 +22,7 @@ STUDIES: dict[str, Study] = {s.name: s for s in (fig1.STUDY, fig2.STUDY, fig3.ST
 MODULES = {"fig1": fig1, "fig2": fig2, "fig3": fig3, "fig4": fig4, "constructions": constructions,
            "knowledge_entropy": knowledge_entropy}
 
-__all__ = ["MODULES", "STUDIES", "Output", "RunRequest", "Study", "get", "output_for", "run"]
+__all__ = ["MODULES", "STUDIES", "Output", "RunRequest", "Study", "get", "output_for", "redraw_all", "run"]
 
 
 def get(name: str) -> Study:
@@ -41,9 +44,17 @@ def run(name: str, req: RunRequest) -> list[Path]:
   from icl_lab import manifest
 
   study = get(name)
-  dest = results.destination(req.preset, study.headline_preset, req.overrides, req.out)
+  dest = results.destination(req.preset, study.headline_preset, req.overrides, req.out, promote=req.promote)
   manifest.git_commit()  # read now: the manifest records the code the study started with
-  return study.run(req, dest)
+  paths = study.run(req, dest)
+  if dest.reproduces:
+    from icl_lab.studies import compare
+
+    for out in study.outputs:
+      new, committed = dest.path(out.base), HEADLINE_DIR / f"{out.base}.json"
+      if new.exists() and committed.exists():
+        print(compare.render(out, read_json(new), read_json(committed), new, committed))
+  return paths
 
 
 def criteria_of(path: str | Path) -> list[dict[str, Any]] | None:
@@ -52,7 +63,7 @@ def criteria_of(path: str | Path) -> list[dict[str, Any]] | None:
   if found is None:
     return None
   payload = read_json(path)
-  return [c.to_dict() for c in found[1].criteria(payload)]
+  return [c.to_dict() for c in results.criteria_for(payload, found[1].criteria)]
 
 
 def status(study: Study, folder: str | Path = HEADLINE_DIR) -> dict[str, list[dict[str, Any]] | None]:
@@ -79,3 +90,27 @@ def add_criteria(folder: str | Path = HEADLINE_DIR) -> list[Path]:
     write_json(path, payload)
     changed.append(path)
   return changed
+
+
+def redraw_all(out_dir: str | Path = "figures", stream=None) -> tuple[list[Path], list[str]]:
+  """Redraws every figure whose results JSON is in `out_dir`; no training, no evaluation.
+
+  Each file is drawn on its own: a broken results file or study is reported and the others are
+  still drawn. Returns (paths drawn, one message per failure).
+  """
+  stream = stream or sys.stderr
+  drawn: list[Path] = []
+  failures: list[str] = []
+  for json_path in sorted(Path(out_dir).glob("*.json")):
+    if json_path.name == "MANIFEST.json":
+      continue
+    found = output_for(json_path.stem)
+    if found is None:
+      continue
+    try:
+      drawn += [Path(p) for p in found[1].plot(json_path)]
+    except Exception as err:  # noqa: BLE001 - one broken figure must not stop the others
+      plt.close("all")
+      failures.append(f"{json_path}: {type(err).__name__}: {err}")
+      traceback.print_exc(file=stream)
+  return drawn, failures

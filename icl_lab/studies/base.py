@@ -26,7 +26,11 @@ class RunRequest:
   preset: str
   overrides: tuple[str, ...] = ()
   runs_dir: Path = Path("runs")
-  out: Path | None = None  # None: the results rule (figures/ for the headline, else results/)
+  out: Path | None = None  # None: the results rule (results/; figures/ only with promote)
+  promote: bool = False  # a headline run replaces the committed files in figures/
+  unit: str | None = None  # a study run in units: train only this one (index or run name)
+  train_missing: bool = True  # False: assemble from the unit records present, train nothing
+  fresh: bool = False  # ignore the committed unit records (retrain and re-evaluate)
 
   @property
   def config_overrides(self) -> list[str]:
@@ -46,6 +50,9 @@ class Output:
   criteria: Callable[[dict], list[Criterion]]
   plot: Callable[[Path], list[Path]]
   readme: Callable[[dict], str]
+  # The numbers a reproduction is compared on, beside the criteria: name -> (value, 95% interval
+  # or None). None: the criteria's values alone.
+  key_numbers: Callable[[dict], dict[str, tuple[float, tuple[float, float] | None]]] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +63,8 @@ class Study:
   headline_preset: str
   run: Callable[[RunRequest, Destination], list[Path]]  # the registry picks the destination
   outputs: tuple[Output, ...]
+  # A study run in units: request -> (its units, the evaluation each record must hold).
+  plan: Callable[[RunRequest], tuple[list, Any]] | None = None
 
   @property
   def results_stems(self) -> tuple[str, ...]:
@@ -115,7 +124,7 @@ def fmt(value: float | None, digits: int = 3) -> str:
 
 def check_learners(names: Sequence[str]) -> None:
   """Unknown learner names fail as config errors before any training."""
-  from icl_lab import learners
+  from icl_lab.analysis import learners
 
   for name in names:
     try:

@@ -19,9 +19,9 @@ from icl_lab.constructions import agreement as agr
 from icl_lab.constructions import linear_attention
 from icl_lab.constructions.compiler import DEFAULT_SCALE
 from icl_lab.io import read_json
-from icl_lab.plotting import save_figure
 from icl_lab.results import Criterion, Seeds
 from icl_lab.studies.base import Output, RunRequest, Study, settings_for
+from icl_lab.studies.plotting import save_figure
 
 NAME = "constructions"
 HEADLINE_PRESET = "quick"

@@ -10,17 +10,22 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from icl_lab import evaluate, learners, results, train
+from icl_lab import results
+from icl_lab.analysis import evaluate, learners
+from icl_lab.config import ConfigError
 from icl_lab.io import read_json
-from icl_lab.plotting import curves, save_figure
 from icl_lab.results import Criterion, Seeds
+from icl_lab.studies import units
 from icl_lab.studies.base import Output, RunRequest, Study, build_config, fmt, settings_for
+from icl_lab.studies.plotting import curves, save_figure
+from icl_lab.training import train
 
 NAME = "fig1"
-# The headline files come from the hour-long `cpu` preset; `quick` is the 20-minute smoke run
-# and writes `fig1_noiseless_quick.*` beside them.
+# The headline files come from the hour-long `cpu` preset; `quick` is the smoke run of
+# `make replicate` (its fresh-clone record is figures/smoke/) and writes `fig1_noiseless_quick.*`.
 HEADLINE_PRESET = "cpu"
 PROJECTION_VS = "ridge(0.1)"
+LAMBDA_STAR_MAX = 0.01  # the model should sit at the OLS end of the ridge path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +39,7 @@ class Settings:
 SETTINGS = {
     "tiny": Settings(("train.steps=200", "train.checkpoint_every=100"), num_prompts=256,
                      weights_prompts=16, cpu_s=30),
-    "quick": Settings(cpu_s=1000),
+    "quick": Settings(cpu_s=640),  # figures/smoke/MANIFEST.json: 640 s in a fresh clone
     "cpu": Settings(cpu_s=3600),
     "paper": Settings(),
 }
@@ -45,28 +50,36 @@ def configs(preset: str, overrides=()) -> list:
   return [build_config(preset, SETTINGS[preset].config_overrides, overrides)]
 
 
-def run(req: RunRequest, dest: results.Destination) -> list[Path]:
+def plan(req: RunRequest) -> tuple[list[units.Unit], units.EvalSpec]:
+  """One unit (the model), and what the study needs from its record."""
   s = settings_for(NAME, SETTINGS, req)
   cfg = build_config(req.preset, s.config_overrides, req.config_overrides)
-  print(f"icl-lab fig1: {train.config_summary(cfg)}", flush=True)
+  return units.make_units([cfg]), units.EvalSpec(learners.FIG1_LEARNERS, s.num_prompts, s.weights_prompts)
+
+
+def run(req: RunRequest, dest: results.Destination) -> list[Path]:
   t0 = time.perf_counter()
-  run_dir = train.train(cfg, req.runs_dir)
-  done = train.read_done(run_dir)
-  print("evaluating against the reference learners ...", flush=True)
-  t_eval = time.perf_counter()
-  result = evaluate.evaluate_run(run_dir, learners.FIG1_LEARNERS, num_prompts=s.num_prompts,
-                                 weights_prompts=s.weights_prompts)
-  eval_s = time.perf_counter() - t_eval
-  meta = {"preset": cfg.preset, "run": run_dir.name, "config": cfg.to_dict(), "train_wall_s": done["train_s"],
-          "train_steps_per_s": done["steps_per_s"], "eval_wall_s": eval_s}
+  (unit,), spec = plan(req)
+  cfg = unit.cfgs[0]
+  print(f"icl-lab fig1: {train.config_summary(cfg)}", flush=True)
+  record = units.run_units([unit], spec, req, units.records_for(req, dest)).get(cfg.run_name())
+  if record is None:
+    raise ConfigError(f"fig1 has no record of {cfg.run_name()} and was asked not to train it; run it without "
+                      f"--no-train")
+  result = units.view(record, learners.FIG1_LEARNERS, projection_ref="ols")
+  eval_s = time.perf_counter() - t0
+  meta = {"preset": cfg.preset, "run": cfg.run_name(), "config": cfg.to_dict(), "train_wall_s": record["train_s"],
+          "train_steps_per_s": cfg.train.steps / record["train_s"], "eval_wall_s": eval_s}
   fig6 = {**meta, "d": result["d"], "prefix_lengths": result["prefix_lengths"],
           "r2_mean": result["implicit_r2"]["mean"], "r2_q10": result["implicit_r2"]["q10"],
           "r2_q90": result["implicit_r2"]["q90"], "weights_prompts": result["weights_prompts"]}
-  seeds = Seeds((cfg.train.seed,), (cfg.train.data_seed,), evaluate.EVAL_SEED, (("implicit_weight_probes", 0),))
+  extra = {"heldout": record["heldout"], "lambda_star_curve": record["lambda_star_curve"]}
+  seeds = Seeds((cfg.train.seed,), (cfg.train.data_seed,), evaluate.EVAL_SEED,
+                (("implicit_weight_probes", 0), ("heldout_prompts", units.HELDOUT_SEED)))
   # Wall clock of the whole study: training (possibly in an earlier, resumed or reused
   # invocation) plus this evaluation.
-  common = dict(preset=cfg.preset, seeds=seeds, wall_s=done["train_s"] + eval_s, run=run_dir.name)
-  paths = results.write(dest, "fig1_noiseless", {**meta, **result}, criteria=criteria_fig1, plot=plot_fig1,
+  common = dict(preset=cfg.preset, seeds=seeds, wall_s=record["train_s"] + eval_s, run=cfg.run_name())
+  paths = results.write(dest, "fig1_noiseless", {**meta, **result, **extra}, criteria=criteria_fig1, plot=plot_fig1,
                         this_invocation_s=round(time.perf_counter() - t0, 1), **common)
   paths += results.write(dest, "fig6_linearity", fig6, criteria=criteria_fig6, plot=plot_fig6,
                          this_invocation_s=round(time.perf_counter() - t0, 1), **common)
@@ -74,6 +87,9 @@ def run(req: RunRequest, dest: results.Destination) -> list[Path]:
   print(f"\nSPD/d between the transformer and each learner, averaged over prefixes n = 0..{last} "
         f"(d = {result['d']}):")
   print(evaluate.mspd_table(result))
+  lam = result["lambda_star"]
+  print(f"effective ridge λ* = {lam['lam']:.3g} [{lam['ci95'][0]:.3g}, {lam['ci95'][1]:.3g}] (OLS is λ = 0); "
+        f"on held-out prompts {record['heldout']['lambda_star']['lam']:.3g}")
   print(f"\nresults and figures written to {dest.folder.resolve()}")
   return paths
 
@@ -93,6 +109,10 @@ def criteria_fig1(r: dict) -> list[Criterion]:
     out.append(Criterion(name, None, target, False))
   else:
     out.append(Criterion(name, p["a"], target, p["a"] < 0.5 and p["ci95"][1] < 0.5))
+  lam = r.get("lambda_star")
+  if lam is not None:  # absent from results written before λ* was measured
+    out.append(Criterion("effective ridge λ* (argmin over λ of MSPD/d to ridge(λ); OLS is λ = 0)", lam["lam"],
+                         f"≤ {LAMBDA_STAR_MAX:g}", lam["lam"] <= LAMBDA_STAR_MAX))
   return out
 
 
@@ -121,6 +141,16 @@ def plot_fig1(json_path: str | Path) -> list[Path]:
   axes[2].set_ylim(bottom=1e-4)  # OLS is exact (≈1e-12) past n = d; keep the others readable
   axes[2].set_title("error against the targets")
   axes[2].legend(fontsize=7, ncol=2)
+  curve = r.get("lambda_star_curve")
+  if curve:  # drawn beside the others in files that carry it (older files keep their figure)
+    ax = fig.add_axes((0.93, 0.11, 0.2, 0.77))
+    steps = [c["step"] for c in curve]
+    ax.plot(steps, [max(c["lambda_star"], 1e-4) for c in curve], marker="o", color="k")
+    ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("effective ridge λ* (OLS drawn at 1e-4)")
+    ax.set_title("λ* over training")
+    ax.grid(alpha=0.3, which="both", lw=0.4)
   fig.suptitle(f"Fig. 1 (noiseless, d = {d}, preset {r.get('preset', '?')})")
   return save_figure(fig, json_path)
 
@@ -142,6 +172,18 @@ def plot_fig6(json_path: str | Path) -> list[Path]:
   return save_figure(fig, json_path)
 
 
+def key_numbers_fig1(r: dict) -> dict:
+  """What a reproduction of Fig. 1 is compared on: MSPD/d to OLS and ridge(0.1) (no interval),
+  and the projection a against each ridge with its bootstrap interval."""
+  nums = {f"MSPD/d to {name}": (v["full"], None) for name, v in r["mspd_over_d"].items()
+          if name in ("ols", "ridge(0.1)")}
+  for name, p in (r.get("projection_a") or {}).items():
+    nums[f"projection a vs {name}"] = (p["a"], tuple(p["ci95"]))
+  if r.get("lambda_star"):
+    nums["effective ridge λ*"] = (r["lambda_star"]["lam"], tuple(r["lambda_star"]["ci95"]))
+  return nums
+
+
 # ---------------------------------------------------------------------------
 # README tables
 
@@ -156,6 +198,16 @@ def readme_fig1(r: dict) -> str:
   for name, p in (r.get("projection_a") or {}).items():
     lines.append(f"\nProjection a against {name}: {p['a']:.3f} (95% interval "
                  f"{p['ci95'][0]:.3f} to {p['ci95'][1]:.3f}); OLS is the closer learner iff a < 0.5.")
+  lam = r.get("lambda_star")
+  if lam:  # absent from results written before λ* was measured
+    lines.append(f"\nEffective ridge λ* (the ridge λ closest to the model; OLS is λ = 0): {lam['lam']:.3g} "
+                 f"(95% interval {lam['ci95'][0]:.3g} to {lam['ci95'][1]:.3g}).")
+  held = r.get("heldout")
+  if held:
+    p = held["projection_a"][PROJECTION_VS]
+    lines.append(f"\nOn {r['num_prompts']} held-out prompts of seed {held['seed']}, which no recipe choice looked at: "
+                 f"λ* = {held['lambda_star']['lam']:.3g}, projection a against {PROJECTION_VS} = {p['a']:.3f} "
+                 f"({p['ci95'][0]:.3f} to {p['ci95'][1]:.3f}).")
   return "\n".join(lines)
 
 
@@ -173,6 +225,7 @@ STUDY = Study(
     presets={p: s.cpu_s for p, s in SETTINGS.items()},
     headline_preset=HEADLINE_PRESET,
     run=run,
-    outputs=(Output("fig1_noiseless", "fig1", criteria_fig1, plot_fig1, readme_fig1),
+    plan=plan,
+    outputs=(Output("fig1_noiseless", "fig1", criteria_fig1, plot_fig1, readme_fig1, key_numbers_fig1),
              Output("fig6_linearity", "fig6", criteria_fig6, plot_fig6, readme_fig6)),
 )

@@ -10,11 +10,14 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from icl_lab import ensembles, evaluate, results
+from icl_lab import results
+from icl_lab.analysis import evaluate
 from icl_lab.io import read_json
-from icl_lab.plotting import COLORS, save_figure
 from icl_lab.results import Criterion, Seeds
+from icl_lab.studies import units
 from icl_lab.studies.base import Output, RunRequest, Study, build_config, check_learners, fmt, settings_for
+from icl_lab.studies.plotting import COLORS, save_figure
+from icl_lab.training import ensembles
 
 NAME = "fig3"
 HEADLINE_PRESET = "quick"
@@ -32,6 +35,7 @@ class Settings:
   fixed_depth: int = 4  # L of the width panel
   learners: tuple[str, ...] = LEARNERS
   num_prompts: int = 1024
+  ensemble: bool = True  # a unit trains a point's seeds (same shape) as one ensemble; False: one model each
   cpu_s: float | None = None
 
 
@@ -41,8 +45,13 @@ SETTINGS = {
     # Fourteen CPU models: each gets a quarter of the Fig. 1 quick budget.
     "quick": Settings(("train.steps=5000", "task.curriculum_steps=2000", "train.checkpoint_every=1000"),
                       cpu_s=4200),
+    # Fig. 1's cpu recipe (36k steps) at every point, one model per unit; L8/H64 seed 0 is Fig. 1's
+    # cpu model. About 5 hours on 2 cores in all (L1 to L8 cost about 1/5 to 1 of the L8 model's 47 minutes).
+    "cpu": Settings(ensemble=False, cpu_s=5 * 3600),
     "paper": Settings(),
 }
+LAMBDA_STAR_MAX = 0.01  # the deepest model should sit at the OLS end of the ridge path
+PHASES = ("GD", "ridge", "OLS")  # the paper's order by depth
 
 
 def sweep_configs(preset: str, overrides=(), settings: Settings | None = None) -> dict[str, list[list]]:
@@ -66,12 +75,35 @@ def configs(preset: str, overrides=()) -> list:
 def seed_summary(per_seed_VxS) -> dict[str, list]:
   """Mean, min and max over seeds (axis 1) of one learner's MSPD/d per swept value."""
   a = np.asarray(per_seed_VxS, float)
-  return {"mean": a.mean(1).tolist(), "min": a.min(1).tolist(), "max": a.max(1).tolist(), "per_seed": a.tolist()}
+  # A point with a seed not yet recorded (nan) is null in the JSON, and drawn as a gap.
+  js = lambda x: [[None if np.isnan(v) else float(v) for v in row] for row in x] if x.ndim == 2 else \
+      [None if np.isnan(v) else float(v) for v in x]
+  return {"mean": js(a.mean(1)), "min": js(a.min(1)), "max": js(a.max(1)), "per_seed": js(a)}
 
 
 def closest(mspd_by_learner: dict[str, dict], index: int) -> str:
   """The learner with the lowest seed-mean MSPD/d at swept value `index`."""
   return min(mspd_by_learner, key=lambda n: mspd_by_learner[n]["mean"][index])
+
+
+def plan(req: RunRequest) -> tuple[list[units.Unit], units.EvalSpec]:
+  """The study's units (the point shared by both panels once) and what each record must hold."""
+  s = settings_for(NAME, SETTINGS, req)
+  every = [c for panel in sweep_configs(req.preset, req.config_overrides, s).values() for cfgs in panel for c in cfgs]
+  return units.make_units(every, ensemble=s.ensemble), units.EvalSpec(tuple(s.learners), s.num_prompts, 8)
+
+
+def phase_of(learner: str | None) -> str | None:
+  """The family of a learner in the paper's depth story: GD (any GD or SGD), ridge or OLS."""
+  if learner is None:
+    return None
+  if learner == "ols":
+    return "OLS"
+  if learner.startswith("ridge("):
+    return "ridge"
+  if learner.startswith(("gd", "sgd")):
+    return "GD"
+  return "other"
 
 
 def run(req: RunRequest, dest: results.Destination) -> list[Path]:
@@ -80,30 +112,43 @@ def run(req: RunRequest, dest: results.Destination) -> list[Path]:
   base = sweeps["depth"][0][0]
   names = list(s.learners)
   check_learners(names)
+  unit_list, spec = plan(req)
+  found = units.run_units(unit_list, spec, req, units.records_for(req, dest))
+  t0 = time.perf_counter()
   payload: dict = {"preset": req.preset, "d": base.task.dim, "seeds_per_point": len(s.seeds),
                    "seeds": list(s.seeds), "learners": names, "base_config": base.to_dict()}
-  train_wall, eval_s = 0.0, 0.0
   panels = (("depth", s.depths, f"H = {s.fixed_width}"), ("width", s.widths, f"L = {s.fixed_depth}"))
+  every = []
   for panel, values, fixed in panels:
-    per_name = {name: np.zeros((len(values), len(s.seeds))) for name in names}
+    per_name = {name: np.full((len(values), len(s.seeds)), np.nan) for name in names}
+    lam = np.full((len(values), len(s.seeds)), np.nan)
     runs = []
     for v, cfgs in enumerate(sweeps[panel]):
-      run_dirs, wall = ensembles.train_grouped(cfgs, req.runs_dir)
-      train_wall += wall
-      t0 = time.perf_counter()
-      for i, run_dir in enumerate(run_dirs):
-        res = evaluate.evaluate_run(run_dir, names, num_prompts=s.num_prompts, weights_prompts=8)
+      for i, cfg in enumerate(cfgs):
+        every.append(cfg)
+        runs.append(cfg.run_name())
+        rec = found.get(cfg.run_name())
+        if rec is None:
+          continue
+        res = units.view(rec, names, projection_ref=None)
         for name in names:
           per_name[name][v, i] = res["mspd_over_d"][name]["full"]
-        runs.append(run_dir.name)
-      eval_s += time.perf_counter() - t0
+        lam[v, i] = res["lambda_star"]["lam"]
     mspd = {name: seed_summary(a) for name, a in per_name.items()}
+    complete = not any(np.isnan(a).any() for a in per_name.values())
     payload[panel] = {"values": list(values), "fixed": fixed, "runs": runs, "mspd_over_d": mspd,
-                      "closest": [closest(mspd, v) for v in range(len(values))]}
-  payload["train_wall_s"], payload["eval_wall_s"] = train_wall, eval_s
+                      "closest": [closest(mspd, v) if complete else None for v in range(len(values))]}
+    if found:
+      payload[panel]["lambda_star"] = seed_summary(lam)
+  gone = units.missing(list({c.hash(): c for c in every}.values()), found)
+  payload["num_units"], payload["missing_units"] = len(unit_list), gone
+  if not gone:
+    payload["phase_by_depth"] = [phase_of(c) for c in payload["depth"]["closest"]]
+  train_wall = sum(rec["train_s"] for rec in found.values())
+  payload["train_wall_s"], payload["eval_wall_s"] = train_wall, time.perf_counter() - t0
   seeds = Seeds(tuple(s.seeds), tuple(s.seeds), evaluate.EVAL_SEED)
   paths = results.write(dest, "fig3_depth_width", payload, preset=req.preset, seeds=seeds,
-                        wall_s=train_wall + eval_s, criteria=criteria, plot=plot)
+                        wall_s=train_wall + payload["eval_wall_s"], criteria=criteria, plot=plot)
   print(results.format_criteria(read_json(paths[0])["criteria"]))
   return paths
 
@@ -112,8 +157,19 @@ def criteria(r: dict) -> list[Criterion]:
   depth = r["depth"]
   deepest = int(np.argmax(depth["values"]))
   best = closest(depth["mspd_over_d"], deepest)
-  return [Criterion(f"closest learner of the deepest model (L = {depth['values'][deepest]})", best, "ols",
-                    best == "ols")]
+  out = [Criterion(f"closest learner of the deepest model (L = {depth['values'][deepest]})", best, "ols",
+                   best == "ols")]
+  if "lambda_star" in depth:  # absent from results written before λ* was measured
+    lam = depth["lambda_star"]["mean"][deepest]
+    out.append(Criterion("effective ridge λ* of the deepest model, mean over seeds (OLS is λ = 0)", lam,
+                         f"≤ {LAMBDA_STAR_MAX:g}", lam <= LAMBDA_STAR_MAX))
+  if "phase_by_depth" in r:
+    phases = r["phase_by_depth"]
+    rank = [PHASES.index(p) if p in PHASES else -1 for p in phases]
+    ordered = min(rank) >= 0 and rank == sorted(rank) and rank[0] == 0 and rank[-1] == len(PHASES) - 1
+    out.append(Criterion("phase of the closest learner by depth", " → ".join(phases), " → ".join(PHASES),
+                         ordered))
+  return out
 
 
 def readme(r: dict) -> str:
@@ -128,6 +184,9 @@ def readme(r: dict) -> str:
       if (layers, hidden) in seen:
         continue
       seen.add((layers, hidden))
+      if sweep.get("closest", [True] * len(sweep["values"]))[v] is None:
+        lines.append(f"| L{layers}/H{hidden} | not yet run | | |")
+        continue
       best = closest(sweep["mspd_over_d"], v)
 
       def cell(name, v=v, sweep=sweep):
@@ -171,5 +230,6 @@ STUDY = Study(
     presets={p: s.cpu_s for p, s in SETTINGS.items()},
     headline_preset=HEADLINE_PRESET,
     run=run,
+    plan=plan,
     outputs=(Output("fig3_depth_width", "fig3", criteria, plot, readme),),
 )

@@ -10,11 +10,13 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from icl_lab import manifest, probes, results, train
+from icl_lab import manifest, results
+from icl_lab.analysis import probes
 from icl_lab.io import read_json
-from icl_lab.plotting import save_figure
 from icl_lab.results import Criterion, Seeds
 from icl_lab.studies.base import Output, RunRequest, Study, build_config, settings_for
+from icl_lab.studies.plotting import save_figure
+from icl_lab.training import train
 
 NAME = "fig4"
 HEADLINE_PRESET = "quick"

@@ -1,6 +1,6 @@
 """Knowledge entropy (Kim et al., ICLR 2025): its decay over pretraining, what it costs continual
 learning, and resuscitation, reproduced as a phenomenon on a small SwiGLU decoder pretrained on the
-synthetic fact world (`icl_lab.fact_world`), not on OLMo.
+synthetic fact world (`icl_lab.tasks.fact_world`), not on OLMo.
 
 1. Pretrain on world 0, keeping evenly spaced checkpoints; measure knowledge entropy (and attention
    and next-token entropy) at each on the first training sequences, which every checkpoint has seen.
@@ -32,14 +32,16 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from icl_lab import checkpoints, fact_world, results, task_api, train
 from icl_lab import config as config_lib
-from icl_lab import knowledge_entropy as ke
+from icl_lab import results, tasks
+from icl_lab.analysis import knowledge_entropy as ke
 from icl_lab.config import Config, ConfigError, FactConfig, ModelConfig, TaskConfig, TrainConfig
 from icl_lab.io import atomic_write_text, read_json
-from icl_lab.plotting import save_figure
 from icl_lab.results import Criterion, Seeds
 from icl_lab.studies.base import Output, RunRequest, Study, fmt, settings_for
+from icl_lab.studies.plotting import save_figure
+from icl_lab.tasks import fact_world
+from icl_lab.training import checkpoints, train
 
 NAME = "knowledge_entropy"
 HEADLINE_PRESET = "quick"
@@ -224,7 +226,7 @@ def _entropy_curve(pt: Config, run_dir: Path, s: Settings, ids_NxT) -> dict:
   """Entropies at initialisation and at every kept checkpoint of one pretraining run."""
   steps = checkpoint_steps(run_dir, pt.train.keep_checkpoints)
   curve = {"run": run_dir.name, "steps": [0, *steps], "reports": {}, "cbar": {}, "boot": {}}
-  models = {0: task_api.get_task(pt).build_model(pt, pt.train.seed)}
+  models = {0: tasks.get_task(pt).build_model(pt, pt.train.seed)}
   for step in curve["steps"]:
     model = models[step] if step in models else train.load_model(run_dir, step)[1]
     report, cbar, boot = ke.measure(model, ids_NxT, num_boot=s.num_boot)

@@ -1,10 +1,10 @@
-"""README result tables generated from the committed results JSON.
+"""README and docs/ tables generated from the committed results JSON.
 
-A section of README.md between `<!-- results:SECTION -->` and `<!-- /results:SECTION -->`
-(SECTION one of `sections()`, e.g. fig1) is rewritten from `figures/<base>.json` by
-`update`; `check` lists the sections whose text disagrees with the JSON.
+A section of README.md or a docs/ page between `<!-- results:SECTION -->` and
+`<!-- /results:SECTION -->` (SECTION one of `sections()`, e.g. fig1, or `scoreboard`) is rewritten
+from `figures/<base>.json` by `update`; `check` lists the sections whose text disagrees with the JSON.
 
-  python -m icl_lab.studies.readme [--check] [README.md]
+  python -m icl_lab.studies.readme [--check] [README.md | docs/fig2.md ...]
 """
 
 from __future__ import annotations
@@ -27,8 +27,38 @@ def sections():
   return {o.section: o for s in STUDIES.values() for o in s.outputs}
 
 
+SCOREBOARD = "scoreboard"
+DOCS_DIR = Path("docs")
+
+
+def documents(root: str | Path = ".") -> list[Path]:
+  """Every file whose marked sections are generated: README.md and the docs/ pages (those present)."""
+  root = Path(root)
+  return [p for p in (root / "README.md", *sorted((root / DOCS_DIR).glob("*.md"))) if p.exists()]
+
+
+def scoreboard(folder: str | Path = HEADLINE_DIR) -> str:
+  """One row per results file of every study: criteria met of those checked, the missed ones named."""
+  from icl_lab.studies import STUDIES
+
+  lines = ["| study | results file | criteria met | missed |", "|---|---|---|---|"]
+  for study in STUDIES.values():
+    for out in study.outputs:
+      path = Path(folder) / f"{out.base}.json"
+      if not path.exists():
+        lines.append(f"| [{study.name}](docs/{study.name}.md) | `{out.base}` | not run | |")
+        continue
+      crit = out.criteria(read_json(path))
+      met = sum(c.met for c in crit)
+      missed = "; ".join(c.name for c in crit if not c.met)
+      lines.append(f"| [{study.name}](docs/{study.name}.md) | `{out.base}` | {met} of {len(crit)} | {missed} |")
+  return "\n".join(lines)
+
+
 def render(section: str, folder: str | Path = HEADLINE_DIR) -> str:
   """The markdown of one section, from its committed JSON."""
+  if section == SCOREBOARD:
+    return f"(generated from `{HEADLINE_DIR.as_posix()}/*.json` by `icl-lab readme`)\n\n{scoreboard(folder)}\n"
   outputs = sections()
   if section not in outputs:
     raise KeyError(f"unknown results section {section!r}; accepted: {', '.join(outputs)}")
@@ -58,14 +88,23 @@ def update(readme: str | Path = "README.md", folder: str | Path = HEADLINE_DIR) 
 
 def main(argv: list[str] | None = None) -> int:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("readme", nargs="?", default="README.md")
+  p.add_argument("docs", nargs="*", help="files to rewrite (default: README.md and docs/*.md)")
   p.add_argument("--figures", default=str(HEADLINE_DIR), help="folder of the committed results")
   p.add_argument("--check", action="store_true", help="only report stale sections (exit 1 if any)")
   args = p.parse_args(argv)
-  names = check(args.readme, args.figures) if args.check else update(args.readme, args.figures)
-  for name in names:
-    print(f"{'stale' if args.check else 'rewrote'}: results:{name}")
-  return 1 if args.check and names else 0
+  return run(args.docs, args.figures, args.check)
+
+
+def run(docs: list[str], figures: str | Path, check_only: bool) -> int:
+  """`icl-lab readme`: rewrites (or with check_only, lists) the stale sections; exit status 1 when
+  checking finds any."""
+  stale = 0
+  for doc in [Path(d) for d in docs] or documents():
+    names = check(doc, figures) if check_only else update(doc, figures)
+    stale += len(names)
+    for name in names:
+      print(f"{'stale' if check_only else 'rewrote'}: {doc}: results:{name}")
+  return 1 if check_only and stale else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,71 @@
+"""A reproduction of a study's headline, side by side with the committed results file: each
+criterion (met or missed in both), and the key numbers with their intervals and whether they agree.
+
+Two numbers agree when their 95% intervals overlap; without intervals, when they are equal to
+3 significant digits (a rerun on the same machine is bitwise, across machines only to rounding).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from icl_lab.results import fmt_value
+from icl_lab.studies.base import Output
+
+Interval = tuple[float, float] | None
+
+
+def agree(a: float, ia: Interval, b: float, ib: Interval) -> bool:
+  """Overlapping intervals (or a point inside the other's interval); else equal to 3 digits."""
+  if ia is not None and ib is not None:
+    return ia[0] <= ib[1] and ib[0] <= ia[1]
+  if ia is not None or ib is not None:
+    lo, hi = ia if ia is not None else ib
+    point = b if ia is not None else a
+    return lo <= point <= hi
+  return f"{a:.3g}" == f"{b:.3g}"
+
+
+def key_numbers(out: Output, payload: dict[str, Any]) -> dict[str, tuple[float, Interval]]:
+  """The study's own key numbers, else every numeric criterion value."""
+  if out.key_numbers is not None:
+    return out.key_numbers(payload)
+  found = {}
+  for c in out.criteria(payload):
+    if isinstance(c.value, (int, float)) and not isinstance(c.value, bool):
+      found[c.name] = (float(c.value), None)
+  return found
+
+
+def _fmt(value: float, interval: Interval) -> str:
+  return fmt_value(float(value)) + ("" if interval is None else f" [{interval[0]:.4g}, {interval[1]:.4g}]")
+
+
+def render(out: Output, new: dict[str, Any], committed: dict[str, Any], new_path: Path, committed_path: Path) -> str:
+  """The comparison as text: criteria, then key numbers, then one verdict line."""
+  lines = [f"{new_path} against the committed {committed_path}:", "criteria (this run | committed):"]
+  crit_new = {c.name: c for c in out.criteria(new)}
+  crit_old = {c.name: c for c in out.criteria(committed)}
+  same_verdicts = True
+  for name in dict.fromkeys([*crit_new, *crit_old]):
+    a, b = crit_new.get(name), crit_old.get(name)
+    show = lambda c: "absent" if c is None else f"{'met' if c.met else 'missed'} ({fmt_value(c.value)})"
+    same_verdicts &= a is not None and b is not None and a.met == b.met
+    lines.append(f"  {name}: {show(a)} | {show(b)}")
+  nums_new, nums_old = key_numbers(out, new), key_numbers(out, committed)
+  disagree = []
+  if nums_new:
+    lines.append("key numbers (this run | committed | agree):")
+  for name in nums_new:
+    if name not in nums_old:
+      lines.append(f"  {name}: {_fmt(*nums_new[name])} | absent |")
+      continue
+    ok = agree(*nums_new[name], *nums_old[name])
+    disagree += [] if ok else [name]
+    lines.append(f"  {name}: {_fmt(*nums_new[name])} | {_fmt(*nums_old[name])} | {'yes' if ok else 'NO'}")
+  verdict = ("reproduced: the same criteria met and every key number within its interval"
+             if same_verdicts and not disagree else
+             "differs: " + ", ".join((["criteria verdicts"] if not same_verdicts else []) + disagree))
+  lines.append(verdict)
+  return "\n".join(lines)

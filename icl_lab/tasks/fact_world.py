@@ -1,0 +1,264 @@
+"""A synthetic fact world: persons × relations → values, rendered by paraphrase templates into token
+sequences mixed with bigram filler, sampled as a pure function of (data seed, step) inside jit.
+
+Every sequence is one BOS token and `sentences` sentences of 6 tokens. A fact sentence in template k
+reads `a_k PERSON b_k REL_{r,k} VALUE .`: the frame words a_k, b_k and the relation word REL_{r,k}
+differ per template, so the templates are paraphrases that the model can only tie together through
+the facts they share. A filler sentence is a walk of 5 tokens on the world's bigram table, then `.`.
+Persons are exposed with Zipf weights, so frequent persons' facts are learnt first and rare ones late.
+
+Two worlds share the vocabulary and templates but have disjoint persons, their own fact tables and
+their own filler tables: world 0 is the pretraining corpus, world 1 the new domain of continual
+learning. Each world also owns fictional persons that never occur in its normal stream; with
+`inject_every` > 0 their facts are injected into the first rows of the batch at every multiple of
+`inject_every` (Kim et al. 2025, App. B): the *paraphrase* split at every injection, cycling over
+the seen templates 0..T−2, the *once* split at the first injection only, in template 0. Template
+T−1 is never injected, so it probes generalisation; template 0 probes memorisation.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from icl_lab.config import Config, FactConfig
+from icl_lab.tasks.base import stream_key
+from icl_lab.tasks.next_token import NextTokenTask, TokenBatch
+
+BOS, DOT = 0, 1
+SENTENCE = 6  # tokens per sentence
+VALUE_POS = 4  # the value's index within a fact sentence
+NUM_WORLDS = 2
+_WORLD_STREAM, _SEQ_STREAM = 20, 21  # disjoint from the regression and bigram streams
+
+
+class Vocab(NamedTuple):
+  """The first token id of each block of the shared vocabulary, and its size."""
+
+  frames: int  # 2 per template
+  relation_words: int  # one per (relation, template)
+  values: int  # `values` per relation
+  filler: int
+  persons: int  # per world: the normal persons, then the fictional ones
+  size: int
+
+
+def persons_per_world(fc: FactConfig) -> int:
+  return fc.persons + fc.paraphrase_facts + fc.once_facts
+
+
+def vocab(fc: FactConfig) -> Vocab:
+  frames = 2
+  relation_words = frames + 2 * fc.templates
+  values = relation_words + fc.relations * fc.templates
+  filler = values + fc.relations * fc.values
+  persons = filler + fc.filler_vocab
+  return Vocab(frames, relation_words, values, filler, persons, persons + NUM_WORLDS * persons_per_world(fc))
+
+
+def vocab_size(fc: FactConfig) -> int:
+  return vocab(fc).size
+
+
+def seq_len(fc: FactConfig) -> int:
+  """Tokens per sequence; the model reads seq_len − 1 of them."""
+  return 1 + SENTENCE * fc.sentences
+
+
+# ---------------------------------------------------------------------------
+# A world's content: fixed by (world_seed, world), never by the data seed
+
+
+def _world_key(fc: FactConfig, world: int) -> jax.Array:
+  return jax.random.fold_in(jax.random.fold_in(jax.random.key(fc.world_seed), _WORLD_STREAM), world)
+
+
+def fact_values_PxR(fc: FactConfig, world: int) -> jax.Array:
+  """The world's facts: the value index (in [0, values)) of every person and relation."""
+  shape = (persons_per_world(fc), fc.relations)
+  return jax.random.randint(jax.random.fold_in(_world_key(fc, world), 0), shape, 0, fc.values)
+
+
+def filler_successors_FxK(fc: FactConfig, world: int) -> jax.Array:
+  """The world's filler table: each filler token's allowed successors (indices into the filler block)."""
+  key = jax.random.fold_in(_world_key(fc, world), 1)
+  scores_FxF = jax.random.uniform(key, (fc.filler_vocab, fc.filler_vocab))
+  return jnp.argsort(scores_FxF, axis=-1)[:, : fc.filler_branching].astype(jnp.int32)
+
+
+def fact_sentences(fc: FactConfig, world: int, person, relation, template) -> jax.Array:
+  """tokens_...x6 of the facts (person, relation) in `template`; person indexes the world's persons."""
+  v = vocab(fc)
+  person, relation, template = (jnp.asarray(a, jnp.int32) for a in (person, relation, template))
+  value = fact_values_PxR(fc, world)[person, relation]
+  cols = [v.frames + 2 * template, v.persons + world * persons_per_world(fc) + person, v.frames + 2 * template + 1,
+          v.relation_words + relation * fc.templates + template, v.values + relation * fc.values + value,
+          jnp.full_like(person, DOT)]
+  return jnp.stack(cols, axis=-1).astype(jnp.int32)
+
+
+def filler_sentences(fc: FactConfig, world: int, key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+  """tokens_...x6: a uniform first filler token, 4 steps on the world's bigram table, then `.`."""
+  table_FxK = filler_successors_FxK(fc, world)
+  tok = jax.random.randint(jax.random.fold_in(key, 0), shape, 0, fc.filler_vocab)
+  # One successor choice per step of the walk, leading axis the step.
+  choices = jax.random.randint(jax.random.fold_in(key, 1), (SENTENCE - 2, *shape), 0, fc.filler_branching)
+  walk = [tok]
+  for i in range(SENTENCE - 2):
+    tok = table_FxK[tok, choices[i]]
+    walk.append(tok)
+  words = jnp.stack(walk, axis=-1) + vocab(fc).filler
+  return jnp.concatenate([words, jnp.full((*shape, 1), DOT)], axis=-1).astype(jnp.int32)
+
+
+# ---------------------------------------------------------------------------
+# Injected fictional facts
+
+
+def fictional_facts(fc: FactConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(person, relation, is_paraphrase) of every fictional fact: the paraphrase split, then the once
+  split; fact j is about the world's fictional person `persons + j`, relation j mod R."""
+  j = np.arange(fc.paraphrase_facts + fc.once_facts)
+  return fc.persons + j, j % fc.relations, j < fc.paraphrase_facts
+
+
+def injection_rows(fc: FactConfig) -> int:
+  """Batch rows that an injection step rewrites (all fictional facts, `sentences` per row)."""
+  n = fc.paraphrase_facts + fc.once_facts
+  return -(-n // fc.sentences) if fc.inject_every and n else 0
+
+
+def _inject(fc: FactConfig, world: int, sent_BxSx6: jax.Array, step, key: jax.Array) -> jax.Array:
+  rows = injection_rows(fc)
+  if rows == 0:
+    return sent_BxSx6
+  if sent_BxSx6.shape[0] < rows:
+    raise ValueError(f"the batch of {sent_BxSx6.shape[0]} rows cannot hold the {rows} rows of injected facts")
+  person_N, relation_N, para_N = (jnp.asarray(a) for a in fictional_facts(fc))
+  event = step // fc.inject_every
+  template_N = jnp.where(para_N, event % (fc.templates - 1), 0)
+  facts_Nx6 = fact_sentences(fc, world, person_N, relation_N, template_N)
+  active_N = (para_N | (event == 0)) & (step % fc.inject_every == 0)
+  slots, n = rows * fc.sentences, person_N.shape[0]
+  facts_Zx6 = jnp.concatenate([facts_Nx6, jnp.zeros((slots - n, SENTENCE), jnp.int32)])
+  active_Z = jnp.concatenate([active_N, jnp.zeros((slots - n,), bool)])
+  # A fresh order per injection, so no fact is tied to one position in the sequence.
+  perm_Z = jax.random.permutation(key, slots)
+  facts_Zx6, active_Z = facts_Zx6[perm_Z], active_Z[perm_Z]
+  head_Zx6 = sent_BxSx6[:rows].reshape(slots, SENTENCE)
+  head_Zx6 = jnp.where(active_Z[:, None], facts_Zx6, head_Zx6)
+  return sent_BxSx6.at[:rows].set(head_Zx6.reshape(rows, fc.sentences, SENTENCE))
+
+
+# ---------------------------------------------------------------------------
+# The stream
+
+
+def sample(fc: FactConfig, seed, step, batch_size: int, world: int | None = None) -> TokenBatch:
+  """B sequences of the world's stream (default `fc.world`) at `step`. Pure and jit-friendly."""
+  world = fc.world if world is None else world
+  key = jax.random.fold_in(stream_key(seed, _SEQ_STREAM, step), world)
+  sub = lambda i: jax.random.fold_in(key, i)
+  shape = (batch_size, fc.sentences)
+  is_fact_BxS = jax.random.uniform(sub(0), shape) < fc.fact_frac
+  zipf_logits_P = -fc.zipf * jnp.log(jnp.arange(1, fc.persons + 1, dtype=jnp.float32))
+  person_BxS = jax.random.categorical(sub(1), zipf_logits_P, shape=shape)
+  relation_BxS = jax.random.randint(sub(2), shape, 0, fc.relations)
+  template_BxS = jax.random.randint(sub(3), shape, 0, fc.templates)
+  facts_BxSx6 = fact_sentences(fc, world, person_BxS, relation_BxS, template_BxS)
+  sent_BxSx6 = jnp.where(is_fact_BxS[..., None], facts_BxSx6, filler_sentences(fc, world, sub(4), shape))
+  sent_BxSx6 = _inject(fc, world, sent_BxSx6, step, sub(5))
+  ids_BxT = jnp.concatenate([jnp.full((batch_size, 1), BOS, jnp.int32), sent_BxSx6.reshape(batch_size, -1)], 1)
+  return TokenBatch(ids_BxT, jnp.ones(ids_BxT.shape, jnp.float32))
+
+
+# One compiled sampler instead of hundreds of eager ops (the results are the same bits).
+_sample_jit = jax.jit(sample, static_argnames=("fc", "batch_size", "world"))
+
+
+def first_batches(cfg: Config, num_sequences: int) -> jax.Array:
+  """ids_NxT: the first ⌈N / batch⌉ training batches of `cfg`'s stream (seen by every checkpoint)."""
+  b = cfg.train.batch_size
+  steps = -(-num_sequences // b)
+  ids = [_sample_jit(cfg.facts, cfg.train.data_seed, s, b).ids_BxT for s in range(steps)]
+  return jnp.concatenate(ids)[:num_sequences]
+
+
+# ---------------------------------------------------------------------------
+# Probes
+
+
+class Probe(NamedTuple):
+  """Single-sentence prompts `BOS a P b R` whose next token is a fact's value."""
+
+  ids_Nx7: np.ndarray  # BOS and the whole sentence; the model reads [:, :VALUE_POS + 1]
+  target_N: np.ndarray  # the value's token id
+  candidates_NxC: np.ndarray  # the token ids of every value of the fact's relation
+
+
+def probe(fc: FactConfig, world: int, person, relation, template) -> Probe:
+  sent_Nx6 = np.asarray(fact_sentences(fc, world, person, relation, template))
+  ids_Nx7 = np.concatenate([np.full((sent_Nx6.shape[0], 1), BOS, np.int32), sent_Nx6], axis=1)
+  first = vocab(fc).values + np.asarray(relation)[:, None] * fc.values
+  return Probe(ids_Nx7, sent_Nx6[:, VALUE_POS], first + np.arange(fc.values))
+
+
+def known_probe(fc: FactConfig, world: int = 0) -> Probe:
+  """Every normal fact of the world in every template: the pre-existing knowledge."""
+  p, r, t = np.meshgrid(np.arange(fc.persons), np.arange(fc.relations), np.arange(fc.templates), indexing="ij")
+  return probe(fc, world, p.ravel(), r.ravel(), t.ravel())
+
+
+def fictional_probe(fc: FactConfig, split: str, kind: str, world: int = 1) -> Probe:
+  """The injected facts of one split ("paraphrase" or "once") in a seen template ("memorisation",
+  template 0) or the held-out one ("generalisation", template T−1)."""
+  person, relation, para = fictional_facts(fc)
+  keep = para if split == "paraphrase" else ~para
+  template = {"memorisation": 0, "generalisation": fc.templates - 1}[kind]
+  return probe(fc, world, person[keep], relation[keep], np.full(int(keep.sum()), template))
+
+
+@nnx.jit
+def _last_logits(model, ids_NxT):
+  return model(ids_NxT)[:, -1]
+
+
+def score(model, pr: Probe, chunk: int = 1024, items: bool = False) -> dict:
+  """Mean log-probability of the value token (over the whole vocabulary) and the accuracy of
+  picking it among its relation's candidate values (a multiple-choice reading of recall). With
+  `items`, also each prompt's log-probability and hit (for bootstrap intervals)."""
+  forward = _last_logits if isinstance(model, nnx.Module) else lambda m, ids: m(ids)[:, -1]
+  logp, hits = [], []
+  for i in range(0, len(pr.target_N), chunk):
+    ids = jnp.asarray(pr.ids_Nx7[i:i + chunk, :VALUE_POS + 1])
+    logits_NxV = forward(model, ids).astype(jnp.float32)
+    logp_NxV = np.asarray(jax.nn.log_softmax(logits_NxV, axis=-1), np.float64)
+    n = np.arange(len(ids))
+    logp.append(logp_NxV[n, pr.target_N[i:i + chunk]])
+    cand = pr.candidates_NxC[i:i + chunk]
+    hits.append(cand[n, logp_NxV[n[:, None], cand].argmax(-1)] == pr.target_N[i:i + chunk])
+  logp_N, hits_N = np.concatenate(logp), np.concatenate(hits)
+  out = {"logprob": float(logp_N.mean()), "accuracy": float(hits_N.mean()), "n": int(len(pr.target_N))}
+  if items:
+    out.update(logprob_N=logp_N, hits_N=hits_N)
+  return out
+
+
+# ---------------------------------------------------------------------------
+# The task
+
+
+class FactLMTask(NextTokenTask):
+  """task.kind = "fact_lm": next-token cross-entropy over every position of the world's stream."""
+
+  length_hint = "facts.sentences or train.batch_size"
+
+  def stream_shape(self, cfg: Config) -> tuple[int, int]:
+    return vocab_size(cfg.facts), seq_len(cfg.facts)
+
+  def sample(self, cfg, member, step, batch_size):
+    return sample(cfg.facts, member.data_seed, step, batch_size)
