@@ -20,7 +20,7 @@ from icl_lab.studies.plotting import COLORS, save_figure
 from icl_lab.training import ensembles
 
 NAME = "fig3"
-HEADLINE_PRESET = "quick"
+HEADLINE_PRESET = "cpu"  # the quick results are kept in experiments/fig3_quick/
 LEARNERS = ("ols", "ridge(0.1)", "ridge(0.5)", "gd(0.01)", "gd(0.02)", "gd_k(0.02,3)",
             "sgd(0.03)", "knn3_weighted", "averaging")
 
@@ -206,18 +206,26 @@ def plot(json_path: str | Path) -> list[Path]:
   for ax, panel in zip(axes[0], panels):
     sweep = r[panel]
     xs = sweep["values"]
+    drawn = 0
     for name, stats in sweep["mspd_over_d"].items():
-      mean, lo, hi = (np.asarray(stats[k], float) for k in ("mean", "min", "max"))
+      mean, lo, hi = (np.asarray(stats[k], float) for k in ("mean", "min", "max"))  # null (not yet run) -> gap
+      if np.isnan(mean).all():
+        continue
+      drawn += 1
       ax.plot(xs, mean, marker="o", label=name, color=COLORS.get(name))
       ax.fill_between(xs, lo, hi, alpha=0.15, color=COLORS.get(name))
     ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
+    if drawn:
+      ax.set_yscale("log")
+    else:
+      ax.text(0.5, 0.5, "no unit recorded yet", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("layers L" if panel == "depth" else "hidden size H")
     ax.set_ylabel("MSPD/d (all n)")
     ax.set_title(f"{panel}: {sweep.get('fixed', '')}")
     ax.grid(alpha=0.3, which="both", lw=0.4)
   # Outside the axes: in the width panel every corner holds a curve.
-  axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+  if axes[0][-1].get_legend_handles_labels()[0]:
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
   fig.suptitle(f"Fig. 3: depth and width (d = {r['d']}, {r.get('seeds_per_point', '?')} seeds per point)")
   return save_figure(fig, json_path)
 

@@ -14,10 +14,14 @@ import re
 import sys
 from pathlib import Path
 
+from icl_lab import results
 from icl_lab.io import atomic_write_text, read_json
 from icl_lab.results import HEADLINE_DIR
 
-_BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.S)
+# NAME is a section, or SECTION@FOLDER for a results file kept outside figures/ (e.g. a superseded
+# preset's results in experiments/), rendered the same way from `FOLDER/<base>.json`.
+_BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+(?:@[\w./-]+)?) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)",
+                    re.S)
 
 
 def sections():
@@ -48,7 +52,7 @@ def scoreboard(folder: str | Path = HEADLINE_DIR) -> str:
       if not path.exists():
         lines.append(f"| [{study.name}](docs/{study.name}.md) | `{out.base}` | not run | |")
         continue
-      crit = out.criteria(read_json(path))
+      crit = results.criteria_for(read_json(path), out.criteria)
       met = sum(c.met for c in crit)
       missed = "; ".join(c.name for c in crit if not c.met)
       lines.append(f"| [{study.name}](docs/{study.name}.md) | `{out.base}` | {met} of {len(crit)} | {missed} |")
@@ -57,13 +61,21 @@ def scoreboard(folder: str | Path = HEADLINE_DIR) -> str:
 
 def render(section: str, folder: str | Path = HEADLINE_DIR) -> str:
   """The markdown of one section, from its committed JSON."""
+  if "@" in section:
+    section, kept = section.split("@", 1)
+    root = Path(folder).resolve().parent  # the repository holding `folder`
+    body = render(section, root / kept)
+    return body.replace(f"`{HEADLINE_DIR.as_posix()}/", f"`{kept}/", 1)
   if section == SCOREBOARD:
     return f"(generated from `{HEADLINE_DIR.as_posix()}/*.json` by `icl-lab readme`)\n\n{scoreboard(folder)}\n"
   outputs = sections()
   if section not in outputs:
     raise KeyError(f"unknown results section {section!r}; accepted: {', '.join(outputs)}")
   out = outputs[section]
-  payload = read_json(Path(folder) / f"{out.base}.json")
+  path = Path(folder) / f"{out.base}.json"
+  if not path.exists():
+    return f"(`{(HEADLINE_DIR / out.base).as_posix()}.json` has not been written yet)\n"
+  payload = read_json(path)
   return f"(generated from `{(HEADLINE_DIR / out.base).as_posix()}.json`)\n\n{out.readme(payload)}\n"
 
 
