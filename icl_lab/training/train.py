@@ -7,7 +7,7 @@ lax.scan, so a small model pays no per-step Python or host-transfer cost. Models
 that differ only in seeds, σ, τ, lr or weight decay train together as one vmapped ensemble,
 each member in its own run folder. A run folder is locked while a process trains it.
 Metrics of one call are read back while the next call runs (one call behind), except at
-checkpoint boundaries, where the state is checked finite before it is saved.
+checkpoint boundaries, where the state (parameters and optimiser) is checked finite before it is saved.
 """
 
 from __future__ import annotations
@@ -410,6 +410,16 @@ def _loop(cfgs, run_dirs, mngrs, tx, graphdef, states, *, progress, stop_at_step
       pending = None
       for j, mngr in enumerate(mngrs):
         member_state = state if k == 1 else jax.tree.map(lambda a, j=j: a[j], state)
+        # A finite loss does not make a finite state: Adam's second moment can overflow first,
+        # and a checkpoint holding it would diverge again on resume. Never save one.
+        bad = nonfinite_leaves(member_state)
+        if bad:
+          who = f"{_member_label(cfgs[j], run_dirs[j])}: " if k > 1 else ""
+          raise TrainingError(
+              f"{who}the training state has non-finite values at step {step} ({', '.join(bad[:3])}"
+              f"{', ...' if len(bad) > 3 else ''}) although the loss is finite; lower train.lr "
+              f"(now {cfgs[j].train.lr}) or train.weight_decay. The last good checkpoint in "
+              f"{run_dirs[j] / 'checkpoints'} is kept.")
         mngr.save(step, args=ocp.args.StandardSave(member_state))
         mngr.wait_until_finished()
   if pending is not None:
@@ -445,6 +455,13 @@ def _init_from(cfg: Config, tx, state: TrainState, log) -> TrainState:
     return src_state
   log(f"initialised from {src.name} (optimiser state reset)")
   return TrainState(src_state.params, tx.init(src_state.params))
+
+
+def nonfinite_leaves(tree) -> list[str]:
+  """Key paths of the floating-point leaves of `tree` that hold a NaN or an infinity."""
+  flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+  return [jax.tree_util.keystr(path) for path, leaf in flat
+          if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.floating) and not bool(jnp.all(jnp.isfinite(leaf)))]
 
 
 def read_done(run_dir: str | os.PathLike) -> dict[str, Any]:

@@ -108,28 +108,43 @@ def test_nan_loss_stops_with_step_and_cause_and_keeps_last_checkpoint(tmp_path):
   cfg = apply_overrides(get_preset("tiny"), ["train.lr=1.0", "train.weight_decay=2.1", "train.grad_clip=0",
                                              "train.warmup_frac=0", "train.end_lr_frac=1.0",
                                              "train.checkpoint_every=20"])
-  with pytest.raises(train.TrainingError,
-                     match=r"loss became (nan|inf|-inf) at step \d+\. Likely cause: the learning rate") as err:
+  # Either the loss overflows first, or (as Adam's second moment overflows while the loss is still
+  # finite) the state does, found when the checkpoint is about to be written.
+  either = (r"(loss became (nan|inf|-inf) at step \d+\. Likely cause: the learning rate"
+            r"|the training state has non-finite values at step \d+)")
+  with pytest.raises(train.TrainingError, match=either) as err:
     train.train(cfg, tmp_path, progress=False, quiet=True)
-  bad = int(re.search(r"at step (\d+)", str(err.value)).group(1))
+  msg = str(err.value)
+  bad = int(re.search(r"at step (\d+)", msg).group(1))
+  state_overflow = "training state" in msg
   assert 40 <= bad < 200, bad
   run_dir = train.run_dir_for(cfg, tmp_path)
   assert not (run_dir / "done").exists()
-  # Every call before the failing one is logged (each ends on a checkpoint, so none is held back)
-  # and nothing from the failing call is.
+  # Every call before the failing one is logged (each ends on a checkpoint, so none is held back);
+  # a call whose loss is not finite is not, one whose state is not finite is (its losses were).
   records = train.read_metrics(run_dir)
-  last_good = bad // 20 * 20
-  assert [r["step"] for r in records] == list(range(20, last_good + 1, 20))
+  last_logged = bad if state_overflow else bad // 20 * 20
+  assert [r["step"] for r in records] == list(range(20, last_logged + 1, 20))
   losses = [r["loss"] for r in records]
   assert all(np.isfinite(losses)) and losses == sorted(losses) and losses[-1] > 1e3 * losses[0]
   # grad_norm may overflow to inf in the last finite call (a sum of squares of ~1e19 gradients), never nan.
   assert all(r["lr"] == pytest.approx(1.0) and r["grad_norm"] > 0 for r in records)
-  # The newest checkpoint is the last finite call's, and its weights restore finite.
+  # The newest checkpoint is the last one before the failure, and its whole state (weights and
+  # Adam moments) is finite, so resuming from it does not start from an overflow.
   steps = sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())
-  assert steps[-1] == last_good
+  assert steps[-1] == (bad - 20 if state_overflow else bad // 20 * 20)
+  _, state = train._load_state(run_dir, None)
+  assert train.nonfinite_leaves(state) == []
   _, model = train.load_model(run_dir)
   b = regression.sample_batch(cfg.task, 9, 0, 4)
   assert np.all(np.isfinite(regression.predict(model, b.xs_BxNxD, b.ys_BxN)))
+
+
+def test_nonfinite_leaves_names_the_bad_leaves():
+  tree = {"params": {"w": np.ones(3, np.float32), "b": np.array([1.0, np.inf], np.float32)},
+          "mu": np.array([np.nan]), "count": np.array(3, np.int32)}
+  assert train.nonfinite_leaves(tree) == ["['mu']", "['params']['b']"]
+  assert train.nonfinite_leaves({"w": np.zeros(2)}) == []
 
 
 def test_corrupt_final_checkpoint_is_moved_aside_and_retrained_not_silently_skipped(reference_run, tmp_path):
