@@ -30,14 +30,6 @@ def icl_lab(*args, cwd=None, timeout=900):
                         timeout=timeout, cwd=cwd)
 
 
-@pytest.fixture(scope="module")
-def replicated(tmp_path_factory):
-  root = tmp_path_factory.mktemp("rep")
-  proc = icl_lab("replicate", "--preset", "tiny", "--runs-dir", str(root / "runs"), "--out", str(root / "figs"))
-  assert proc.returncode == 0, proc.stderr
-  return root, proc.stdout
-
-
 # ---------------------------------------------------------------------------
 # The registry
 
