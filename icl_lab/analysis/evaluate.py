@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -92,20 +93,17 @@ def compare(predict_fn: Callable, batch: regression.Batch, learner_names: Sequen
       w_BxNxD, _ = metrics.implicit_weights(learner, xs_BxNxD[sub], ys_BxN[sub], key, num_probes=num_probes)
     result["ilwd"][name] = metrics.ilwd(w_model_BxNxD, w_BxNxD).tolist()
     add_error(name, out.preds_BxN)
+  linear = [n for n in preds_of_learner if n == "ols" or n.startswith("ridge(")]
+
+  def against(ref: str) -> dict:
+    """The projection a of every other OLS/ridge learner, with `ref` as the reference."""
+    return {name: metrics.projection_a(preds_model_BxN, preds_of_learner[name], preds_of_learner[ref], seed=seed)
+            for name in linear if name != ref and not np.array_equal(preds_of_learner[name], preds_of_learner[ref])}
+
   if projection_ref in preds_of_learner:
-    ref = preds_of_learner[projection_ref]
-    result["projection_a"] = {
-        name: {"ref": projection_ref,
-               **metrics.projection_a(preds_model_BxN, preds, ref, seed=seed)}
-        for name, preds in preds_of_learner.items()
-        if (name.startswith("ridge(") or name == "ols") and name != projection_ref
-        and not np.array_equal(preds, ref)}
+    result["projection_a"] = {name: {"ref": projection_ref, **p} for name, p in against(projection_ref).items()}
   if all_projections:
-    linear = [n for n in preds_of_learner if n == "ols" or n.startswith("ridge(")]
-    result["projections"] = {
-        ref: {name: metrics.projection_a(preds_model_BxN, preds_of_learner[name], preds_of_learner[ref], seed=seed)
-              for name in linear if name != ref and not np.array_equal(preds_of_learner[name], preds_of_learner[ref])}
-        for ref in linear}
+    result["projections"] = {ref: against(ref) for ref in linear}
   if lambda_star:
     result["lambda_star"] = metrics.effective_ridge(preds_model_BxN, xs_BxNxD, ys_BxN, seed=seed)
   full = {k: v["full"] for k, v in result["mspd_over_d"].items()}
@@ -117,13 +115,8 @@ def evaluate_run(run_dir, learner_names: Sequence[str], *, task_cfg: TaskConfig 
                  num_prompts: int = 1024, weights_prompts: int = 64, projection_ref: str | None = "ols") -> dict:
   """Loads a trained run folder and compares it with `learner_names` on held-out prompts of
   `task_cfg` (default: the task it was trained on); `projection_ref` as in `compare`."""
-  from icl_lab.training import train
-
-  cfg, model = train.load_model(run_dir)
-  task_cfg = task_cfg or cfg.task
-  batch = eval_batch(task_cfg, num_prompts)
-  return compare(model_predict_fn(model, task_cfg.token_format), batch, learner_names,
-                 weights_prompts=weights_prompts, projection_ref=projection_ref)
+  return evaluate_model(Path(run_dir), learner_names, task_cfg, num_prompts=num_prompts,
+                        weights_prompts=weights_prompts, projection_ref=projection_ref)
 
 
 def evaluate_model(model, learner_names: Sequence[str], task: TaskConfig | None = None, *,

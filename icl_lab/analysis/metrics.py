@@ -58,6 +58,12 @@ def ilwd(w_a_BxNxD, w_b_BxNxD) -> np.ndarray:
   return np.mean(np.sum((a - b) ** 2, axis=-1), axis=0)
 
 
+def bootstrap_counts(b: int, num_boot: int, seed: int) -> np.ndarray:
+  """counts_RxB: how often each of b prompts is drawn in each of num_boot resamples. Resampling
+  counts instead of index arrays keeps memory at num_boot·B, not num_boot·B·N."""
+  return np.random.default_rng(seed).multinomial(b, np.full(b, 1.0 / b), size=num_boot)
+
+
 def error_vs_truth(preds_BxN, ys_BxN, seed: int = 0, num_boot: int = 1000,
                    ci: float = 0.95) -> dict[str, np.ndarray]:
   """Squared error against the targets per prefix length, with a bootstrap-over-prompts CI.
@@ -72,10 +78,7 @@ def error_vs_truth(preds_BxN, ys_BxN, seed: int = 0, num_boot: int = 1000,
     raise ValueError(f"num_boot={num_boot} must be >= 1")
   err_BxN = (p_BxN - y_BxN) ** 2
   b = err_BxN.shape[0]
-  rng = np.random.default_rng(seed)
-  # Resampling counts instead of index arrays keeps memory at num_boot·B, not num_boot·B·N.
-  counts_RxB = rng.multinomial(b, np.full(b, 1.0 / b), size=num_boot)
-  boot_RxN = counts_RxB @ err_BxN / b
+  boot_RxN = bootstrap_counts(b, num_boot, seed) @ err_BxN / b
   low_N, high_N = np.quantile(boot_RxN, [(1 - ci) / 2, (1 + ci) / 2], axis=0)
   return {"mean": err_BxN.mean(0), "low": low_N, "high": high_N}
 
@@ -183,7 +186,7 @@ def projection_a(preds_t_BxN, preds_r_BxN, preds_ref_BxN, *, seed: int = 0, num_
   if den_B.sum() == 0:
     raise ValueError("R and ref predict the same values everywhere; a is undefined")
   b = num_B.shape[0]
-  counts_RxB = np.random.default_rng(seed).multinomial(b, np.full(b, 1.0 / b), size=num_boot)
+  counts_RxB = bootstrap_counts(b, num_boot, seed)
   boot_R = (counts_RxB @ num_B) / (counts_RxB @ den_B)
   low, high = np.quantile(boot_R, [(1 - ci) / 2, (1 + ci) / 2])
   return {"a": float(num_B.sum() / den_B.sum()), "ci95": [float(low), float(high)]}
@@ -213,8 +216,7 @@ def effective_ridge(preds_t_BxN, xs_BxNxD, ys_BxN, *, lams=LAMBDA_GRID, seed: in
       for lam in lams], axis=1)
   _same_shape("preds_t_BxN", t_BxN, "ys_BxN", _f64(ys_BxN), 2)
   b = spd_BxL.shape[0]
-  counts_RxB = np.random.default_rng(seed).multinomial(b, np.full(b, 1.0 / b), size=num_boot)
-  boot_lam_R = np.asarray(lams)[np.argmin(counts_RxB @ spd_BxL, axis=1)]
+  boot_lam_R = np.asarray(lams)[np.argmin(bootstrap_counts(b, num_boot, seed) @ spd_BxL, axis=1)]
   low, high = np.quantile(boot_lam_R, [(1 - ci) / 2, (1 + ci) / 2], method="nearest")
   mean_L = spd_BxL.mean(0)
   return {"lam": lams[int(np.argmin(mean_L))], "ci95": [float(low), float(high)], "grid": lams,

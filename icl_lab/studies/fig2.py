@@ -16,7 +16,7 @@ from icl_lab.config import ConfigError
 from icl_lab.io import read_json
 from icl_lab.results import Criterion, Seeds
 from icl_lab.studies import units
-from icl_lab.studies.base import Output, RunRequest, Study, build_config, check_learners, fmt, settings_for
+from icl_lab.studies.base import Output, RunRequest, Study, build_config, fmt, settings_for
 from icl_lab.studies.plotting import save_figure
 from icl_lab.training import ensembles
 
@@ -81,7 +81,6 @@ def run(req: RunRequest, dest: results.Destination) -> list[Path]:
   s = settings_for(NAME, SETTINGS, req)
   cfgs = configs(req.preset, req.config_overrides, s)
   base, grid, rows = cfgs[0], _grid(s), list(s.rows)
-  check_learners(rows)
   unit_list, spec = plan(req)
   found = units.run_units(unit_list, spec, req, units.records_for(req, dest))
   t_eval = time.perf_counter()

@@ -15,7 +15,7 @@ from icl_lab.analysis import evaluate
 from icl_lab.io import read_json
 from icl_lab.results import Criterion, Seeds
 from icl_lab.studies import units
-from icl_lab.studies.base import Output, RunRequest, Study, build_config, check_learners, fmt, settings_for
+from icl_lab.studies.base import Output, RunRequest, Study, build_config, fmt, settings_for
 from icl_lab.studies.plotting import COLORS, save_figure
 from icl_lab.training import ensembles
 
@@ -111,7 +111,6 @@ def run(req: RunRequest, dest: results.Destination) -> list[Path]:
   sweeps = sweep_configs(req.preset, req.config_overrides, s)
   base = sweeps["depth"][0][0]
   names = list(s.learners)
-  check_learners(names)
   unit_list, spec = plan(req)
   found = units.run_units(unit_list, spec, req, units.records_for(req, dest))
   t0 = time.perf_counter()

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from icl_lab import results
-from icl_lab.analysis import evaluate
-from icl_lab.analysis.learners import FIG1_LEARNERS
+from icl_lab.analysis import evaluate, metrics
+from icl_lab.analysis.learners import FIG1_LEARNERS, get_learner
 from icl_lab.config import Config, ConfigError
 from icl_lab.io import read_json, write_json
 from icl_lab.studies.base import RunRequest, check_learners
@@ -114,36 +114,52 @@ def records_for(req: RunRequest, dest: results.Destination) -> Records:
 
 def evaluate_record(run_dir: Path, spec: EvalSpec) -> dict[str, Any]:
   """A trained run's record: `evaluate.compare` against the spec's learners (every pair of OLS
-  and ridge projections, and λ*), plus λ*, MSPD/d and the projection a against ridge(0.1) on
-  held-out prompts of their own seed."""
+  and ridge projections, and λ*), plus λ* and the projection a against ridge(0.1) at every kept
+  checkpoint, and on held-out prompts of their own seed."""
   cfg, model = train.load_model(run_dir)
   predict = evaluate.model_predict_fn(model, cfg.task.token_format)
-  result = evaluate.compare(predict, evaluate.eval_batch(cfg.task, spec.num_prompts), spec.learners,
-                            weights_prompts=spec.weights_prompts, projection_ref=None, all_projections=True,
-                            lambda_star=True)
-  held = evaluate.compare(predict, evaluate.eval_batch(cfg.task, spec.num_prompts, seed=HELDOUT_SEED),
-                          ("ols", "ridge(0.1)"), weights_prompts=1, projection_ref="ols", lambda_star=True)
+  batch = evaluate.eval_batch(cfg.task, spec.num_prompts)
+  result = evaluate.compare(predict, batch, spec.learners, weights_prompts=spec.weights_prompts,
+                            projection_ref=None, all_projections=True, lambda_star=True)
+  # The final checkpoint's point of the curve is the full evaluation's; only earlier ones are loaded.
+  final = {"mspd_over_d": {n: result["mspd_over_d"][n] for n in _PATH_LEARNERS},
+           "projection_a": {_PATH_VS: {"ref": "ols", **result["projections"]["ols"][_PATH_VS]}},
+           "lambda_star": result["lambda_star"]}
+  curve = [_curve_point(step, ridge_path(*_predict_at(run_dir, step), spec.num_prompts))
+           for step in train.kept_steps(run_dir)[:-1]] + [_curve_point(cfg.train.steps, final)]
+  held = ridge_path(predict, cfg, spec.num_prompts, seed=HELDOUT_SEED)
   return {"run": run_dir.name, "config": cfg.to_dict(), "train_s": train.train_seconds(run_dir),
-          "lambda_star_curve": lambda_star_curve(run_dir, spec.num_prompts),
+          "lambda_star_curve": curve,
           "eval": {"learners": list(spec.learners), "num_prompts": spec.num_prompts,
                    "weights_prompts": spec.weights_prompts, "eval_seed": evaluate.EVAL_SEED},
-          "result": result,
-          "heldout": {"seed": HELDOUT_SEED, "mspd_over_d": held["mspd_over_d"],
-                      "projection_a": held["projection_a"], "lambda_star": held["lambda_star"]}}
+          "result": result, "heldout": {"seed": HELDOUT_SEED, **held}}
 
 
-def lambda_star_curve(run_dir: Path, num_prompts: int) -> list[dict[str, Any]]:
-  """λ* and the projection a against ridge(0.1) at every kept checkpoint: how far along the
-  ridge path training has moved the model (keep more checkpoints for a finer curve)."""
-  curve = []
-  for step in train.kept_steps(run_dir):
-    cfg, model = train.load_model(run_dir, step)
-    res = evaluate.compare(evaluate.model_predict_fn(model, cfg.task.token_format),
-                           evaluate.eval_batch(cfg.task, num_prompts), ("ols", "ridge(0.1)"), weights_prompts=1,
-                           projection_ref="ols", lambda_star=True)
-    curve.append({"step": step, "lambda_star": res["lambda_star"]["lam"], "ci95": res["lambda_star"]["ci95"],
-                  "projection_a": res["projection_a"]["ridge(0.1)"]})
-  return curve
+_PATH_LEARNERS = ("ols", "ridge(0.1)")
+_PATH_VS = "ridge(0.1)"
+
+
+def ridge_path(predict, cfg: Config, num_prompts: int, seed: int = evaluate.EVAL_SEED) -> dict[str, Any]:
+  """Where a model sits on the ridge path, on `num_prompts` prompts of `seed`: MSPD/d to OLS and
+  ridge(0.1), the projection a against ridge(0.1) (OLS as reference) and λ*. The same numbers as
+  `evaluate.compare` gives for those learners, without its implicit weights and errors."""
+  batch = evaluate.eval_batch(cfg.task, num_prompts, seed=seed)
+  d = cfg.task.dim
+  preds_BxN = evaluate.predict_in_chunks(predict, batch.xs_BxNxD, batch.ys_BxN)
+  ref = {n: get_learner(n)(batch.xs_BxNxD, batch.ys_BxN).preds_BxN for n in _PATH_LEARNERS}
+  return {"mspd_over_d": {n: metrics.mspd(metrics.spd_over_d(preds_BxN, r, d), d) for n, r in ref.items()},
+          "projection_a": {_PATH_VS: {"ref": "ols", **metrics.projection_a(preds_BxN, ref[_PATH_VS], ref["ols"])}},
+          "lambda_star": metrics.effective_ridge(preds_BxN, batch.xs_BxNxD, batch.ys_BxN)}
+
+
+def _predict_at(run_dir: Path, step: int):
+  cfg, model = train.load_model(run_dir, step)
+  return evaluate.model_predict_fn(model, cfg.task.token_format), cfg
+
+
+def _curve_point(step: int, path: dict[str, Any]) -> dict[str, Any]:
+  lam = path["lambda_star"]
+  return {"step": step, "lambda_star": lam["lam"], "ci95": lam["ci95"], "projection_a": path["projection_a"][_PATH_VS]}
 
 
 def select(units: Sequence[Unit], which: str | None) -> list[Unit]:
