@@ -25,7 +25,7 @@ NAME = "fig1"
 # `make replicate` (its fresh-clone record is figures/smoke/) and writes `fig1_noiseless_quick.*`.
 HEADLINE_PRESET = "cpu"
 PROJECTION_VS = "ridge(0.1)"
-LAMBDA_STAR_MAX = 0.01  # the model should sit at the OLS end of the ridge path
+LAMBDA_STAR_MAX = units.LAMBDA_STAR_MAX  # the OLS end of the ridge path
 
 
 @dataclasses.dataclass(frozen=True)

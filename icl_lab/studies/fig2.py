@@ -50,7 +50,7 @@ SETTINGS = {
     "paper": Settings(),
 }
 # An effective ridge within this factor of the Bayes λ counts as matching it.
-LAMBDA_FACTOR = 2.0
+LAMBDA_FACTOR = units.LAMBDA_FACTOR
 
 
 def _grid(s: Settings) -> list[tuple[float, float]]:

@@ -50,7 +50,7 @@ SETTINGS = {
     "cpu": Settings(ensemble=False, cpu_s=5 * 3600),
     "paper": Settings(),
 }
-LAMBDA_STAR_MAX = 0.01  # the deepest model should sit at the OLS end of the ridge path
+LAMBDA_STAR_MAX = units.LAMBDA_STAR_MAX  # the OLS end of the ridge path
 PHASES = ("GD", "ridge", "OLS")  # the paper's order by depth
 
 

@@ -35,6 +35,10 @@ RECORDS = "units"
 HELDOUT_SEED = 2_000_029
 # Every record compares with at least these, so that one record serves Fig. 1, 2 and 3.
 RECORD_LEARNERS = (*FIG1_LEARNERS, "gd_k(0.02,3)", "ridge(0.0625)", "ridge(0.1111)", "ridge(0.25)", "ridge(0.4444)")
+# The effective ridge a model should have: at the OLS end of the ridge path on noiseless data,
+# within this factor of the Bayes λ = σ²/τ² under noise (Fig. 1, 2 and 3 judge by these too).
+LAMBDA_STAR_MAX = 0.01
+LAMBDA_FACTOR = 2.0
 _SUMMARY_KEYS = ("spd_over_d", "mspd_over_d", "ilwd", "error_vs_truth", "error_ci95")
 
 
@@ -99,6 +103,8 @@ class Records:
 
   def put(self, record: dict[str, Any]) -> Path:
     path = self.write_dir / f"{record['run']}.json"
+    record = {**{k: v for k, v in record.items() if k != "criteria"},
+              "criteria": [c.to_dict() for c in criteria(record)]}
     write_json(path, record)  # atomic: a record is whole or absent
     return path
 
@@ -160,6 +166,19 @@ def _predict_at(run_dir: Path, step: int):
 def _curve_point(step: int, path: dict[str, Any]) -> dict[str, Any]:
   lam = path["lambda_star"]
   return {"step": step, "lambda_star": lam["lam"], "ci95": lam["ci95"], "projection_a": path["projection_a"][_PATH_VS]}
+
+
+def criteria(record: dict[str, Any]) -> list[results.Criterion]:
+  """One model's own verdict, from its record: its effective ridge λ* against the Bayes λ of the
+  task it was trained on (σ²/τ², 0 without noise)."""
+  task = record["config"]["task"]
+  bayes = task["noise_std"] ** 2 / task["weight_std"] ** 2
+  lam = record["result"]["lambda_star"]["lam"]
+  if bayes == 0:
+    return [results.Criterion("effective ridge λ* on noiseless data (OLS is λ = 0)", lam, f"≤ {LAMBDA_STAR_MAX:g}",
+                              lam <= LAMBDA_STAR_MAX)]
+  return [results.Criterion(f"effective ridge λ* over the Bayes λ = σ²/τ² = {bayes:.4g}", lam / bayes,
+                            f"within {LAMBDA_FACTOR:g}× of 1", 1 / LAMBDA_FACTOR <= lam / bayes <= LAMBDA_FACTOR)]
 
 
 def select(units: Sequence[Unit], which: str | None) -> list[Unit]:

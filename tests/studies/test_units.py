@@ -113,3 +113,23 @@ def test_fig2_lambda_star_criterion_on_hand_values():
   assert (lam.value, lam.met, lam.target) == (2, False, "≥ 3 of 4")  # 0.2/0.1 = 2 and 0.15/0.3 = 0.5 count
   r["lambda_star"][4]["lambda_star"] = 0.8
   assert fig2.criteria(r)[1].met
+
+
+def test_committed_records_carry_their_own_criteria():
+  from pathlib import Path
+  folder = Path(__file__).resolve().parents[2] / "figures" / "units"
+  records = sorted(folder.glob("*.json"))
+  assert records
+  for path in records:
+    rec = read_json(path)
+    assert rec["criteria"] == [c.to_dict() for c in units.criteria(rec)], path
+
+
+def test_record_criteria_on_hand_values():
+  def rec(sigma, tau, lam):
+    return {"config": {"task": {"noise_std": sigma, "weight_std": tau}}, "result": {"lambda_star": {"lam": lam}}}
+  assert [(c.value, c.met) for c in units.criteria(rec(0.0, 1.0, 0.01))] == [(0.01, True)]
+  assert [c.met for c in units.criteria(rec(0.0, 1.0, 0.0133))] == [False]
+  (c,) = units.criteria(rec(0.5, 1.0, 0.5))  # Bayes λ = 0.25: ratio 2 is inside, 2.01 outside
+  assert (c.value, c.met, c.target) == (2.0, True, "within 2× of 1")
+  assert not units.criteria(rec(0.5, 1.0, 0.12))[0].met and units.criteria(rec(0.5, 1.0, 0.125))[0].met
