@@ -2,9 +2,10 @@
 2022, arXiv 2205.10343): MLP link predictors on Hinton's family trees over width × weight decay.
 
 At a fixed data fraction φ (a seeded, per-relation stratified share of the 104 queries trains; the
-rest tests), one vmapped ensemble per width trains every (weight decay, seed). Each cell is the
-seed mean of the final train and test accuracy (top-1 ∈ the query's answers) and is labelled from
-its seed-mean curves, with `fit` = 0.9 and `gen` = 0.8 by default:
+rest tests), one vmapped ensemble per width trains every (weight decay, seed). Each cell's train and
+test accuracy (top-1 ∈ the query's answers) pools its seeds' queries, which equals the seed mean
+since every seed's split has the same size, as an exact ratio of counts; it is labelled from its
+pooled curves, with `fit` = 0.9 and `gen` = 0.8 by default:
 
 - confusion: final train accuracy < fit (the model cannot even fit its training facts);
 - memorisation: final train ≥ fit, final test < gen;
@@ -88,7 +89,7 @@ def first_step(curve_C, steps_C, threshold: float) -> int | None:
 
 
 def phase(train_C, test_C, steps_C, fit: float, gen: float, grok_gap: float) -> str:
-  """The cell's label from its seed-mean curves (module docstring)."""
+  """The cell's label from its curves over the seeds (module docstring)."""
   if train_C[-1] < fit:
     return "confusion"
   if test_C[-1] < gen:
@@ -109,7 +110,8 @@ def phase_grid(g: fg.Graph, s: Settings) -> list[dict]:
     wall = time.perf_counter() - t0
     for wd in s.weight_decays:
       idx = [i for i, (w, _) in enumerate(members) if w == wd]
-      tr_C, te_C = ens.train_acc_KxC[idx].mean(0), ens.test_acc_KxC[idx].mean(0)
+      # Pooled over seeds (every seed's split holds as many test queries): exact ratios of counts.
+      tr_C, te_C = ens.pooled(idx, ens.train_KxQ), ens.pooled(idx, ens.test_KxQ)
       cells.append({"width": width, "weight_decay": wd, "train": float(tr_C[-1]), "test": float(te_C[-1]),
                     "train_seeds": ens.train_acc_KxC[idx, -1].tolist(),
                     "test_seeds": ens.test_acc_KxC[idx, -1].tolist(),
@@ -136,25 +138,25 @@ def ablation(g: fg.Graph, s: Settings) -> dict:
   ens = train_ensemble(g, spec(s, s.ablation_width), [seed for seed, _ in members], [s.ablation_wd] * len(members),
                        train_KxQ, test_KxQ)
   per_rel = []
-  hits = {"shared": 0, "single": 0}
-  total = 0
   for r, rel in enumerate(fg.RELATIONS):
-    shared, single, n = [], [], 0
-    for seed in s.seeds:
-      test_Q = test_KxQ[members.index((seed, None))] & (g.rels_Q == r)
-      shared.append(float(ens.correct_KxQ[members.index((seed, None)), test_Q].mean()))
-      single.append(float(ens.correct_KxQ[members.index((seed, r)), test_Q].mean()))
-      hits["shared"] += int(ens.correct_KxQ[members.index((seed, None)), test_Q].sum())
-      hits["single"] += int(ens.correct_KxQ[members.index((seed, r)), test_Q].sum())
-      n += int(test_Q.sum())
-    total += n
-    per_rel.append({"relation": rel, "test_queries": n, "shared": float(np.mean(shared)),
-                    "single": float(np.mean(single)), "shared_seeds": shared, "single_seeds": single})
-  shared_train = [float(ens.train_acc_KxC[members.index((seed, None)), -1]) for seed in s.seeds]
-  single_train = [float(ens.train_acc_KxC[i, -1]) for i, (_, r) in enumerate(members) if r is not None]
+    row = {"relation": rel, "test_queries": 0}
+    for kind in ("shared", "single"):
+      idx = [members.index((seed, None if kind == "shared" else r)) for seed in s.seeds]
+      test_KxQ_r = test_KxQ[idx] & (g.rels_Q == r)
+      hits_K = (ens.correct_KxQ[idx] & test_KxQ_r).sum(-1)
+      row[kind] = float(hits_K.sum() / test_KxQ_r.sum())
+      row[f"{kind}_hits"] = int(hits_K.sum())
+      row[f"{kind}_seeds"] = (hits_K / test_KxQ_r.sum(-1)).tolist()
+      row["test_queries"] = int(test_KxQ_r.sum())
+    per_rel.append(row)
+  total = sum(p["test_queries"] for p in per_rel)
+  hits = {kind: sum(p[f"{kind}_hits"] for p in per_rel) for kind in ("shared", "single")}
+  shared_idx = [i for i, (_, r) in enumerate(members) if r is None]
+  single_idx = [i for i, (_, r) in enumerate(members) if r is not None]
   return {"phi": s.ablation_phi, "width": s.ablation_width, "weight_decay": s.ablation_wd,
           "shared": hits["shared"] / total, "single": hits["single"] / total, "test_queries": total,
-          "shared_train": float(np.mean(shared_train)), "single_train": float(np.mean(single_train)),
+          "shared_train": float(ens.pooled(shared_idx, ens.train_KxQ)[-1]),
+          "single_train": float(ens.pooled(single_idx, ens.train_KxQ)[-1]),
           "per_relation": per_rel}
 
 
@@ -236,7 +238,7 @@ def plot(json_path: str | Path) -> list[Path]:
     ax.set_yticks(range(len(widths)), [str(w) for w in widths])
     ax.set_xlabel("weight decay")
     ax.set_ylabel("width")
-    ax.set_title(f"{title} (φ = {r['settings']['phi']:g}, seed mean)")
+    ax.set_title(f"{title} (φ = {r['settings']['phi']:g}, {len(r['settings']['seeds'])} seeds pooled)")
     for i in range(len(widths)):
       for j in range(len(wds)):
         label = f"{grid[i, j]:.2f}" + (f"\n{PHASE_MARK[phases[i, j]]}" if title.startswith("test") else "")
@@ -280,7 +282,7 @@ def readme(r: dict) -> str:
     cells = [f"{train[i, j]:.2f} / {test[i, j]:.2f} {PHASE_MARK[phases[i, j]]}" for j in range(len(wds))]
     lines.append(f"| {w} | " + " | ".join(cells) + " |")
   a = r["ablation"]
-  lines += ["", "(train / test accuracy, seed mean; C comprehension, G grokking, M memorisation, X confusion)", "",
+  lines += ["", "(train / test accuracy, seeds pooled; C comprehension, G grokking, M memorisation, X confusion)", "",
             f"Competition ablation (φ = {a['phi']:g}, width {a['width']}, weight decay {a['weight_decay']:g}), "
             "test accuracy:", "", "| relation | test queries | shared | single relation |", "|---|---|---|---|"]
   for p in a["per_relation"]:

@@ -43,15 +43,39 @@ class LinkTrain:
 
 @dataclasses.dataclass(frozen=True)
 class Ensemble:
-  """A trained ensemble: parameters stacked on a leading member axis K, and its curves."""
+  """A trained ensemble: parameters stacked on a leading member axis K, and which queries each
+  member answered correctly at each evaluation (accuracies are exact ratios of those counts)."""
 
   graphdef: Any
   params_K: Any  # pure dict, every leaf (K, ...)
   steps_C: np.ndarray  # evaluation steps (C of them, the first at 0)
-  train_acc_KxC: np.ndarray
-  test_acc_KxC: np.ndarray
+  correct_KxCxQ: np.ndarray  # bool
+  train_KxQ: np.ndarray  # bool masks
+  test_KxQ: np.ndarray
   loss_KxC: np.ndarray
-  correct_KxQ: np.ndarray  # bool: each query answered correctly at the end
+
+  @property
+  def correct_KxQ(self) -> np.ndarray:
+    """At the end of training."""
+    return self.correct_KxCxQ[:, -1]
+
+  @property
+  def train_acc_KxC(self) -> np.ndarray:
+    return self.pooled(range(len(self.train_KxQ)), self.train_KxQ, per_member=True)
+
+  @property
+  def test_acc_KxC(self) -> np.ndarray:
+    return self.pooled(range(len(self.test_KxQ)), self.test_KxQ, per_member=True)
+
+  def pooled(self, members, mask_KxQ, per_member: bool = False) -> np.ndarray:
+    """Accuracy curve(s) over the queries of `mask_KxQ`: pooled over `members` (every query of
+    every member counts once), or one row per member."""
+    idx = list(members)
+    hits_KxC = (self.correct_KxCxQ[idx] & mask_KxQ[idx][:, None, :]).sum(-1)
+    n_K = mask_KxQ[idx].sum(-1)
+    if per_member:
+      return hits_KxC / np.maximum(n_K, 1)[:, None]
+    return hits_KxC.sum(0) / max(int(n_K.sum()), 1)
 
   def model(self, k: int) -> MLPLink:
     return nnx.merge(self.graphdef, jax.tree.map(lambda a: a[k], self.params_K))
@@ -75,11 +99,6 @@ def correct(logits_QxE: jax.Array, answers_QxE) -> jax.Array:
   """correct_Q: the top-1 entity is one of the query's answers."""
   top_Q = jnp.argmax(logits_QxE, axis=-1)
   return jnp.take_along_axis(jnp.asarray(answers_QxE), top_Q[:, None], axis=-1)[:, 0]
-
-
-def accuracy(correct_Q, mask_Q) -> jax.Array:
-  mask_Q = jnp.asarray(mask_Q, jnp.float32)
-  return (correct_Q * mask_Q).sum() / jnp.maximum(mask_Q.sum(), 1)
 
 
 def train_ensemble(g: Graph, spec: LinkTrain, seeds, weight_decays, train_KxQ, test_KxQ) -> Ensemble:
@@ -116,20 +135,18 @@ def train_ensemble(g: Graph, spec: LinkTrain, seeds, weight_decays, train_KxQ, t
 
   @jax.jit
   def evaluate(params_K):
-    def member(p, train_Q, test_Q):
-      c_Q = correct(nnx.merge(graphdef, p)(heads_Q, rels_Q), g.answers_QxE)
-      return accuracy(c_Q, train_Q), accuracy(c_Q, test_Q), c_Q
-    return jax.vmap(member)(params_K, train_KxQ, test_KxQ)
+    return jax.vmap(lambda p: correct(nnx.merge(graphdef, p)(heads_Q, rels_Q), g.answers_QxE))(params_K)
 
-  loss0_K = jax.vmap(lambda p, m: query_loss(nnx.merge(graphdef, p), g, m))(params_K, train_KxQ)
-  tr, te, _ = evaluate(params_K)
-  curves = [(tr, te, loss0_K)]
+  losses = [jax.vmap(lambda p, m: query_loss(nnx.merge(graphdef, p), g, m))(params_K, train_KxQ)]
+  corrects = [evaluate(params_K)]
   for _ in range(spec.steps // spec.eval_every):
     params_K, opt_K, loss_K = chunk(params_K, opt_K)
-    tr, te, correct_KxQ = evaluate(params_K)
-    curves.append((tr, te, loss_K))
-  if not np.isfinite(np.asarray(curves[-1][2])).all():
+    corrects.append(evaluate(params_K))
+    losses.append(loss_K)
+  loss_KxC = np.stack([np.asarray(x) for x in losses], axis=1)
+  if not np.isfinite(loss_KxC[:, -1]).all():
     raise FloatingPointError("link-predictor loss is not finite: lower the learning rate")
-  tr_CxK, te_CxK, loss_CxK = (np.stack([np.asarray(c[i]) for c in curves]) for i in range(3))
-  steps_C = np.arange(len(curves)) * spec.eval_every
-  return Ensemble(graphdef, params_K, steps_C, tr_CxK.T, te_CxK.T, loss_CxK.T, np.asarray(correct_KxQ, bool))
+  correct_KxCxQ = np.stack([np.asarray(c, bool) for c in corrects], axis=1)
+  steps_C = np.arange(len(corrects)) * spec.eval_every
+  return Ensemble(graphdef, params_K, steps_C, correct_KxCxQ, np.asarray(train_KxQ, bool), np.asarray(test_KxQ, bool),
+                  loss_KxC)
