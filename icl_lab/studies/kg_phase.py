@@ -74,6 +74,19 @@ SETTINGS = {
 }
 
 
+def check(s: Settings) -> None:
+  """Bad settings fail as one-line config errors before any training."""
+  for key in ("phi", "ablation_phi"):
+    if not 0.0 < getattr(s, key) <= 1.0:
+      raise ConfigError(f"study.{key}={getattr(s, key)} must be in (0, 1]")
+  if s.steps <= 0 or s.eval_every <= 0 or s.steps % s.eval_every:
+    raise ConfigError(f"study.steps={s.steps} must be a positive multiple of study.eval_every={s.eval_every}")
+  if not s.seeds or not s.widths or not s.weight_decays or min(*s.widths, s.ablation_width, s.dim, s.layers) < 1:
+    raise ConfigError("study.seeds, widths and weight_decays must be non-empty, and widths, dim and layers ≥ 1")
+  if min(*s.weight_decays, s.ablation_wd) < 0:
+    raise ConfigError("study.weight_decays and study.ablation_wd must be ≥ 0")
+
+
 def configs(preset: str, overrides=()) -> list:
   return []  # no run folders: the ensembles train in memory in seconds to minutes
 
@@ -164,6 +177,7 @@ def run(req: RunRequest, dest: results.Destination) -> list[Path]:
   s = settings_for(NAME, SETTINGS, req)
   if req.config_overrides:
     raise ConfigError(f"study {NAME} takes study.* keys only, not {', '.join(req.config_overrides)}")
+  check(s)
   t0 = time.perf_counter()
   g = fg.graph(fg.hinton())
   cells = phase_grid(g, s)

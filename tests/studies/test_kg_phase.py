@@ -60,3 +60,20 @@ def test_tiny_preset_end_to_end(tmp_path):
   assert r["ablation"]["test_queries"] == sum(p["test_queries"] for p in r["ablation"]["per_relation"])
   assert "| width \\ weight decay |" in kg_phase.readme(r)
   assert studies.criteria_of(tmp_path / "kg_phase_tiny.json") == r["criteria"]
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--set", "study.phi=1.5"], "study.phi=1.5 must be in (0, 1]"),
+    (["--set", "study.steps=250"], "multiple of study.eval_every"),
+    (["--set", "study.weight_decays=-1"], "must be ≥ 0"),
+    (["--set", "model.layers=2"], "takes study.* keys only"),
+    (["--preset", "gpu"], "has no preset 'gpu'"),
+])
+def test_bad_settings_fail_as_one_line_config_errors(args, msg, tmp_path, capsys):
+  from icl_lab import cli
+
+  argv = ["run", "kg_phase", "--out", str(tmp_path)] + (args if "--preset" in args else ["--preset", "tiny", *args])
+  assert cli.main(argv) == 2
+  err = capsys.readouterr().err
+  assert err.startswith("icl-lab: config error:") and msg in err and len(err.strip().splitlines()) == 1
+  assert not list(tmp_path.iterdir())
