@@ -6,7 +6,11 @@ under two stated assumptions: a sustained rate in TFLOP/s, and a floor per step 
 small model cannot go however few FLOPs it has (kernel launches, optimizer update). These are
 estimates until a GPU run is measured; `figures/MANIFEST.json` holds measured wall clocks.
 
-  python benchmarks/paper_cost.py [--tflops 50,150] [--min-step-ms 2]
+A study run in units trains each unit's models as one vmapped ensemble: a unit of K models costs
+K times the FLOPs of a step but pays the floor once. Units run one after another here; units
+started side by side on one device (docs/usage.md) overlap their floors.
+
+  python benchmarks/paper_cost.py [--preset paper|cpu|gpu] [--tflops 50,150] [--min-step-ms 2]
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import argparse
 from bench_train import step_flops
 
 from icl_lab import config, studies
+from icl_lab.studies.base import RunRequest
 from icl_lab.training import train
 
 
@@ -28,14 +33,21 @@ def flops_per_step(cfg: config.Config) -> float:
   return flops
 
 
-def figure_configs(preset: str) -> dict[str, list[config.Config]]:
-  """Every distinct model each study trains at `preset`, with the study's own settings for that
-  preset (Fig. 2's quick models are 4 layers deep, Fig. 3's train 5k steps, Fig. 4's are d = 4
-  models and their controls), so the count matches what `icl-lab run` trains."""
+def figure_units(preset: str) -> dict[str, list[list[config.Config]]]:
+  """Every distinct model each study trains at `preset`, grouped as the study trains them (one
+  group per unit for studies run in units, one per model otherwise), with the study's own
+  settings for that preset (Fig. 2's quick models are 4 layers deep, Fig. 3's train 5k steps,
+  Fig. 4's are d = 4 models and their controls), so the count matches what `icl-lab run` trains."""
   out = {}
   for name, module in studies.MODULES.items():
-    if preset in module.SETTINGS and module.configs(preset):
-      out[f"{name} ({', '.join(studies.STUDIES[name].results_stems)})"] = module.configs(preset)
+    if preset not in module.SETTINGS or not module.configs(preset):
+      continue
+    study = studies.STUDIES[name]
+    if study.plan is not None:
+      groups = [list(u.cfgs) for u in study.plan(RunRequest(preset))[0]]
+    else:
+      groups = [[c] for c in module.configs(preset)]
+    out[f"{name} ({', '.join(study.results_stems)})"] = groups
   return out
 
 
@@ -49,21 +61,24 @@ def main() -> None:
   cache: dict[tuple, float] = {}
   print(f"preset {args.preset}; hours at {', '.join(f'{r:g}' for r in rates)} TFLOP/s sustained, "
         f"with at least {args.min_step_ms:g} ms per step")
-  for fig, cfgs in figure_configs(args.preset).items():
+  for fig, groups in figure_units(args.preset).items():
     total_flops, hours = 0.0, [0.0] * len(rates)
-    for c in cfgs:
+    for group in groups:
+      c = group[0]
       key = (c.model, c.task.dim, c.task.num_exemplars, c.train.batch_size)
       if key not in cache:
         cache[key] = flops_per_step(c)
-      f = cache[key]
+      f = cache[key] * len(group)
       total_flops += f * c.train.steps
       for i, r in enumerate(rates):
         step_s = max(f / (r * 1e12), args.min_step_ms / 1e3)
         hours[i] += step_s * c.train.steps / 3600
+    cfgs = [c for group in groups for c in group]
     sizes = sorted({f"L{c.model.layers}/H{c.model.hidden}" for c in cfgs})
-    print(f"{fig}: {len(cfgs)} models ({', '.join(sizes)}), {total_flops / 1e15:.0f} PFLOP; "
-          + ", ".join(f"{h:.1f} h at {r:g}" for h, r in zip(hours, rates)))
-
+    plural = lambda n, word: f"{n} {word}{'s' * (n != 1)}"
+    print(f"{fig}: {plural(len(cfgs), 'model')} in {plural(len(groups), 'unit')} ({', '.join(sizes)}), "
+          f"{total_flops / 1e15:.0f} PFLOP; "
+          + ", ".join(f"{h:.2f} h at {r:g}" for h, r in zip(hours, rates)))
 
 if __name__ == "__main__":
   main()

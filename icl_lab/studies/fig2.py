@@ -47,6 +47,9 @@ SETTINGS = {
     # Fig. 1's cpu recipe (L8/H64, 36k steps) at every noise level, one unit per level (about 47
     # minutes each on 2 cores); the noiseless unit is Fig. 1's cpu model.
     "cpu": Settings(ensemble=False, cpu_s=5 * 2800),
+    # The cpu recipe on one accelerator: the five noise levels train as one vmapped ensemble, which
+    # costs about one model's step latency (`benchmarks/paper_cost.py --preset gpu`).
+    "gpu": Settings(ensemble=True),
     "paper": Settings(),
 }
 # An effective ridge within this factor of the Bayes λ counts as matching it.

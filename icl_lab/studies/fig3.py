@@ -48,6 +48,9 @@ SETTINGS = {
     # Fig. 1's cpu recipe (36k steps) at every point, one model per unit; L8/H64 seed 0 is Fig. 1's
     # cpu model. About 5 hours on 2 cores in all (L1 to L8 cost about 1/5 to 1 of the L8 model's 47 minutes).
     "cpu": Settings(ensemble=False, cpu_s=5 * 3600),
+    # The cpu recipe on one accelerator: each point's seeds train as one vmapped ensemble, and the
+    # seven units fit on one GPU side by side (docs/usage.md has the command).
+    "gpu": Settings(ensemble=True),
     "paper": Settings(),
 }
 LAMBDA_STAR_MAX = units.LAMBDA_STAR_MAX  # the OLS end of the ridge path
@@ -172,8 +175,9 @@ def criteria(r: dict) -> list[Criterion]:
 
 
 def readme(r: dict) -> str:
-  """Per model: the closest learner, its MSPD/d and the MSPD/d to OLS, mean [min, max] over seeds."""
-  lines = ["| model | closest learner | its MSPD/d | MSPD/d to OLS |", "|---|---|---|---|"]
+  """Per model: the closest learner, its MSPD/d, the MSPD/d to OLS and the effective ridge λ*, mean
+  [min, max] over seeds."""
+  lines = ["| model | closest learner | its MSPD/d | MSPD/d to OLS | λ* |", "|---|---|---|---|---|"]
   seen = set()
   for panel in ("depth", "width"):
     sweep = r[panel]
@@ -184,15 +188,16 @@ def readme(r: dict) -> str:
         continue
       seen.add((layers, hidden))
       if sweep.get("closest", [True] * len(sweep["values"]))[v] is None:
-        lines.append(f"| L{layers}/H{hidden} | not yet run | | |")
+        lines.append(f"| L{layers}/H{hidden} | not yet run | | | |")
         continue
       best = closest(sweep["mspd_over_d"], v)
 
-      def cell(name, v=v, sweep=sweep):
-        m = sweep["mspd_over_d"][name]
+      def cell(m, v=v):
         return f"{fmt(m['mean'][v])} [{fmt(m['min'][v])}, {fmt(m['max'][v])}]"
-      ols = cell("ols") if "ols" in sweep["mspd_over_d"] else "n/a"
-      lines.append(f"| L{layers}/H{hidden} | {best} | {cell(best)} | {ols} |")
+      mspd = sweep["mspd_over_d"]
+      ols = cell(mspd["ols"]) if "ols" in mspd else "n/a"
+      lam = cell(sweep["lambda_star"]) if "lambda_star" in sweep else "n/a"  # absent from older results
+      lines.append(f"| L{layers}/H{hidden} | {best} | {cell(mspd[best])} | {ols} | {lam} |")
   return "\n".join(lines)
 
 

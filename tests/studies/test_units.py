@@ -87,6 +87,15 @@ def test_cpu_units_that_equal_fig1s_model_share_its_run_name():
   assert all(len(u.cfgs) == 1 for u in fig3.plan(RunRequest("cpu"))[0])
 
 
+def test_gpu_units_are_the_cpu_models_grouped_as_ensembles():
+  cpu2, gpu2 = (fig2.plan(RunRequest(p))[0] for p in ("cpu", "gpu"))
+  assert len(gpu2) == 1 and [c.hash() for c in gpu2[0].cfgs] == [u.cfgs[0].hash() for u in cpu2]
+  assert gpu2[0].name.startswith("gpu-")  # GPU records never stand in for the CPU ones
+  cpu3, gpu3 = (fig3.plan(RunRequest(p))[0] for p in ("cpu", "gpu"))
+  assert len(gpu3) == 7 and all(len(u.cfgs) == 2 for u in gpu3)  # a point's two seeds per unit
+  assert sorted(c.hash() for u in gpu3 for c in u.cfgs) == sorted(u.cfgs[0].hash() for u in cpu3)
+
+
 def test_unknown_unit_is_refused_naming_the_choices():
   unit_list, _ = fig2.plan(RunRequest("tiny", SPLIT))
   assert units.select(unit_list, "1") == [unit_list[1]] and units.select(unit_list, unit_list[0].name) == [unit_list[0]]
