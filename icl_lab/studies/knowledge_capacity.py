@@ -253,10 +253,10 @@ def readme(r: dict) -> str:
     bpp = saturation_level(size) / size["params_non_embedding"]
     lines.append(f"| L{size['layers']}/H{size['hidden']} | {size['params_non_embedding']:,} | {cells} | {fmt(bpp)} |")
   runs = [w for size in r["sizes"] for w in size["worlds"]]
-  exposures = [w["exposures"] for w in runs]
+  lo, hi = (f"{f(w['exposures'] for w in runs):.0f}" for f in (min, max))
   lines.append("")
   lines.append(f"Stored bits per world; bits / param is the most bits stored over the non-embedding "
-               f"parameters. Exposures per fact: {min(exposures):.0f}–{max(exposures):.0f}; "
+               f"parameters. Exposures per fact: {lo if lo == hi else f'{lo}–{hi}'}; "
                f"{len(runs)} runs, {sum(w['train_s'] for w in runs):.0f} s of training in all.")
   return "\n".join(lines)
 
