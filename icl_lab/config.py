@@ -83,6 +83,11 @@ class FactConfig:
   inject_every: int = 0
   paraphrase_facts: int = 8
   once_facts: int = 8
+  # Tokens per person name. 1: each person is one token of its own (so its facts can sit in its
+  # embedding row). k > 1: a name is k tokens, the j-th drawn from its own pool of `name_pool`
+  # tokens, unique per person and shared by both worlds and the fictional persons.
+  name_tokens: int = 1
+  name_pool: int = 64  # tokens per pool (name_tokens > 1 only)
 
 
 @dataclass(frozen=True)
@@ -163,12 +168,12 @@ class Config:
       payload["train"]["init_from"] = Path(payload["train"]["init_from"]).name
     # Fields added after runs were committed hash as absent while at their default, so
     # existing run folders keep their names.
-    for section, key in _HASH_IF_CHANGED:
-      if payload[section][key] == getattr(_DEFAULTS[section], key):
-        payload[section].pop(key)
     for section, default in (("lm", LMConfig()), ("facts", FactConfig())):
       if payload[section] == dataclasses.asdict(default):
         payload.pop(section)
+    for section, key in _HASH_IF_CHANGED:
+      if section in payload and payload[section][key] == getattr(_DEFAULTS[section], key):
+        payload[section].pop(key)
     blob = json.dumps(payload, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:10]
 
@@ -176,11 +181,12 @@ class Config:
     return f"{self.preset}-{self.hash()}"
 
 
-_DEFAULTS = {"task": TaskConfig(), "model": ModelConfig(), "train": TrainConfig()}
+_DEFAULTS = {"task": TaskConfig(), "model": ModelConfig(), "train": TrainConfig(), "facts": FactConfig()}
 _HASH_IF_CHANGED = (("train", "eps"), ("train", "loss_weighting"), ("train", "compute_dtype"),
                     ("task", "kind"), ("train", "init_from"), ("train", "init_from_step"),
                     ("train", "init_keep_optimizer"), ("model", "mlp"), ("train", "schedule"),
-                    ("train", "decay_frac"), ("train", "end_lr_frac"))
+                    ("train", "decay_frac"), ("train", "end_lr_frac"), ("facts", "name_tokens"),
+                    ("facts", "name_pool"))
 
 
 # ---------------------------------------------------------------------------
@@ -380,6 +386,12 @@ def validate(cfg: Config, num_devices: int | None = None) -> None:
   need(f.zipf >= 0, f"facts.zipf={f.zipf} must be >= 0 (0 = uniform exposure)")
   need(f.inject_every >= 0, f"facts.inject_every={f.inject_every} must be >= 0 (0 = no injected facts)")
   need(f.paraphrase_facts >= 0 and f.once_facts >= 0, "facts.paraphrase_facts and facts.once_facts must be >= 0")
+  need(f.name_tokens >= 1, f"facts.name_tokens={f.name_tokens} must be a positive int")
+  need(f.name_tokens == 1 or f.name_pool >= 2, f"facts.name_pool={f.name_pool} must be >= 2 for multi-token names")
+  persons_all = 2 * (f.persons + f.paraphrase_facts + f.once_facts)
+  need(f.name_tokens == 1 or f.name_pool ** f.name_tokens >= persons_all,
+       f"facts.name_pool={f.name_pool} ** facts.name_tokens={f.name_tokens} names cannot name the {persons_all} "
+       f"persons of both worlds; raise facts.name_pool or facts.name_tokens")
   need(not f.inject_every or tr.batch_size * f.sentences >= f.paraphrase_facts + f.once_facts,
        f"train.batch_size={tr.batch_size} rows of facts.sentences={f.sentences} cannot hold the "
        f"{f.paraphrase_facts + f.once_facts} injected facts; raise the batch or inject fewer facts")

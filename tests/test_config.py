@@ -57,7 +57,7 @@ def test_curriculum_must_end_inside_the_run():
 
 
 def test_unknown_preset_lists_the_accepted_ones():
-  with pytest.raises(ConfigError, match=r"unknown preset 'huge'; accepted: cpu, paper, quick, tiny"):
+  with pytest.raises(ConfigError, match=r"unknown preset 'huge'; accepted: cpu, gpu, paper, quick, tiny"):
     get_preset("huge")
 
 

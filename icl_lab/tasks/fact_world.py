@@ -1,11 +1,18 @@
 """A synthetic fact world: persons × relations → values, rendered by paraphrase templates into token
 sequences mixed with bigram filler, sampled as a pure function of (data seed, step) inside jit.
 
-Every sequence is one BOS token and `sentences` sentences of 6 tokens. A fact sentence in template k
-reads `a_k PERSON b_k REL_{r,k} VALUE .`: the frame words a_k, b_k and the relation word REL_{r,k}
-differ per template, so the templates are paraphrases that the model can only tie together through
-the facts they share. A filler sentence is a walk of 5 tokens on the world's bigram table, then `.`.
-Persons are exposed with Zipf weights, so frequent persons' facts are learnt first and rare ones late.
+Every sequence is one BOS token and `sentences` sentences of 5 + k tokens, k = `name_tokens`. A fact
+sentence in template t reads `a_t NAME b_t REL_{r,t} VALUE .`: the frame words a_t, b_t and the
+relation word REL_{r,t} differ per template, so the templates are paraphrases that the model can
+only tie together through the facts they share. A filler sentence is a walk of 4 + k tokens on the
+world's bigram table, then `.`, so every sentence has the same length. Persons are exposed with
+Zipf weights, so frequent persons' facts are learnt first and rare ones late.
+
+NAME is one token per person when k = 1 (the world as it was first built: a person's facts can then
+sit in its own embedding row). With k > 1 it is k tokens, the j-th from pool j of `name_pool`
+tokens; the k-tuples are unique per person and drawn once from `world_seed`, and both worlds and
+the fictional persons share the pools, so every name token is shared by many persons and a fact
+must be stored in the network's weights, not in an embedding row (Allen-Zhu and Li 2024).
 
 Two worlds share the vocabulary and templates but have disjoint persons, their own fact tables and
 their own filler tables: world 0 is the pretraining corpus, world 1 the new domain of continual
@@ -18,6 +25,7 @@ T−1 is never injected, so it probes generalisation; template 0 probes memorisa
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -30,10 +38,11 @@ from icl_lab.tasks.base import stream_key
 from icl_lab.tasks.next_token import NextTokenTask, TokenBatch
 
 BOS, DOT = 0, 1
-SENTENCE = 6  # tokens per sentence
-VALUE_POS = 4  # the value's index within a fact sentence
+SENTENCE = 6  # tokens per sentence with one-token names (`sentence_len` in general)
+VALUE_POS = 4  # the value's index within a fact sentence with one-token names (`value_pos`)
 NUM_WORLDS = 2
 _WORLD_STREAM, _SEQ_STREAM = 20, 21  # disjoint from the regression and bigram streams
+_NAME_STREAM = 22  # the multi-token names' draw (numpy: it is a table fixed before any trace)
 
 
 class Vocab(NamedTuple):
@@ -43,7 +52,7 @@ class Vocab(NamedTuple):
   relation_words: int  # one per (relation, template)
   values: int  # `values` per relation
   filler: int
-  persons: int  # per world: the normal persons, then the fictional ones
+  persons: int  # one-token names: per world, the normal persons then the fictional ones; else the name pools
   size: int
 
 
@@ -57,16 +66,27 @@ def vocab(fc: FactConfig) -> Vocab:
   values = relation_words + fc.relations * fc.templates
   filler = values + fc.relations * fc.values
   persons = filler + fc.filler_vocab
-  return Vocab(frames, relation_words, values, filler, persons, persons + NUM_WORLDS * persons_per_world(fc))
+  names = NUM_WORLDS * persons_per_world(fc) if fc.name_tokens == 1 else fc.name_tokens * fc.name_pool
+  return Vocab(frames, relation_words, values, filler, persons, persons + names)
 
 
 def vocab_size(fc: FactConfig) -> int:
   return vocab(fc).size
 
 
+def sentence_len(fc: FactConfig) -> int:
+  """Tokens per sentence: `a NAME b R V .` with a name of `name_tokens` tokens."""
+  return SENTENCE - 1 + fc.name_tokens
+
+
+def value_pos(fc: FactConfig) -> int:
+  """The value's index within a fact sentence."""
+  return VALUE_POS - 1 + fc.name_tokens
+
+
 def seq_len(fc: FactConfig) -> int:
   """Tokens per sequence; the model reads seq_len − 1 of them."""
-  return 1 + SENTENCE * fc.sentences
+  return 1 + sentence_len(fc) * fc.sentences
 
 
 # ---------------------------------------------------------------------------
@@ -90,25 +110,55 @@ def filler_successors_FxK(fc: FactConfig, world: int) -> jax.Array:
   return jnp.argsort(scores_FxF, axis=-1)[:, : fc.filler_branching].astype(jnp.int32)
 
 
+@functools.lru_cache(maxsize=32)
+def _name_digits(world_seed: int, persons_all: int, name_tokens: int, name_pool: int) -> np.ndarray:
+  """digits_NxK: each person's index into every pool, the k-tuples distinct (N = both worlds' persons)."""
+  rng = np.random.default_rng((world_seed, _NAME_STREAM))
+  flat_N = rng.choice(name_pool ** name_tokens, size=persons_all, replace=False)
+  digits_NxK = (flat_N[:, None] // name_pool ** np.arange(name_tokens - 1, -1, -1)) % name_pool
+  digits_NxK.flags.writeable = False  # cached: shared by every caller
+  return digits_NxK
+
+
+def name_table(fc: FactConfig) -> np.ndarray:
+  """names_NxK: the name token ids of every person of both worlds (world w's person p at row
+  w·persons_per_world + p), K = `name_tokens`. A constant, so it is the same inside jit."""
+  v, n = vocab(fc), NUM_WORLDS * persons_per_world(fc)
+  if fc.name_tokens == 1:
+    return (v.persons + np.arange(n, dtype=np.int32))[:, None]
+  if fc.name_pool ** fc.name_tokens < n:
+    raise ValueError(f"{fc.name_pool}^{fc.name_tokens} names cannot name {n} persons")
+  digits_NxK = _name_digits(fc.world_seed, n, fc.name_tokens, fc.name_pool)
+  return (v.persons + fc.name_pool * np.arange(fc.name_tokens) + digits_NxK).astype(np.int32)
+
+
+def person_names(fc: FactConfig, world: int, person) -> jax.Array:
+  """names_...xK: the name tokens of `person` (an index into the world's persons)."""
+  return jnp.asarray(name_table(fc))[world * persons_per_world(fc) + jnp.asarray(person, jnp.int32)]
+
+
 def fact_sentences(fc: FactConfig, world: int, person, relation, template) -> jax.Array:
-  """tokens_...x6 of the facts (person, relation) in `template`; person indexes the world's persons."""
+  """tokens_...xL (L = sentence_len) of the facts (person, relation) in `template`; person indexes
+  the world's persons."""
   v = vocab(fc)
   person, relation, template = (jnp.asarray(a, jnp.int32) for a in (person, relation, template))
   value = fact_values_PxR(fc, world)[person, relation]
-  cols = [v.frames + 2 * template, v.persons + world * persons_per_world(fc) + person, v.frames + 2 * template + 1,
+  names_xK = person_names(fc, world, person)
+  cols = [v.frames + 2 * template, *(names_xK[..., j] for j in range(fc.name_tokens)), v.frames + 2 * template + 1,
           v.relation_words + relation * fc.templates + template, v.values + relation * fc.values + value,
           jnp.full_like(person, DOT)]
   return jnp.stack(cols, axis=-1).astype(jnp.int32)
 
 
 def filler_sentences(fc: FactConfig, world: int, key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-  """tokens_...x6: a uniform first filler token, 4 steps on the world's bigram table, then `.`."""
+  """tokens_...xL: a uniform first filler token, L − 2 steps on the world's bigram table, then `.`."""
   table_FxK = filler_successors_FxK(fc, world)
   tok = jax.random.randint(jax.random.fold_in(key, 0), shape, 0, fc.filler_vocab)
   # One successor choice per step of the walk, leading axis the step.
-  choices = jax.random.randint(jax.random.fold_in(key, 1), (SENTENCE - 2, *shape), 0, fc.filler_branching)
+  steps = sentence_len(fc) - 2
+  choices = jax.random.randint(jax.random.fold_in(key, 1), (steps, *shape), 0, fc.filler_branching)
   walk = [tok]
-  for i in range(SENTENCE - 2):
+  for i in range(steps):
     tok = table_FxK[tok, choices[i]]
     walk.append(tok)
   words = jnp.stack(walk, axis=-1) + vocab(fc).filler
@@ -132,26 +182,26 @@ def injection_rows(fc: FactConfig) -> int:
   return -(-n // fc.sentences) if fc.inject_every and n else 0
 
 
-def _inject(fc: FactConfig, world: int, sent_BxSx6: jax.Array, step, key: jax.Array) -> jax.Array:
+def _inject(fc: FactConfig, world: int, sent_BxSxL: jax.Array, step, key: jax.Array) -> jax.Array:
   rows = injection_rows(fc)
   if rows == 0:
-    return sent_BxSx6
-  if sent_BxSx6.shape[0] < rows:
-    raise ValueError(f"the batch of {sent_BxSx6.shape[0]} rows cannot hold the {rows} rows of injected facts")
+    return sent_BxSxL
+  if sent_BxSxL.shape[0] < rows:
+    raise ValueError(f"the batch of {sent_BxSxL.shape[0]} rows cannot hold the {rows} rows of injected facts")
   person_N, relation_N, para_N = (jnp.asarray(a) for a in fictional_facts(fc))
   event = step // fc.inject_every
   template_N = jnp.where(para_N, event % (fc.templates - 1), 0)
-  facts_Nx6 = fact_sentences(fc, world, person_N, relation_N, template_N)
+  facts_NxL = fact_sentences(fc, world, person_N, relation_N, template_N)
   active_N = (para_N | (event == 0)) & (step % fc.inject_every == 0)
-  slots, n = rows * fc.sentences, person_N.shape[0]
-  facts_Zx6 = jnp.concatenate([facts_Nx6, jnp.zeros((slots - n, SENTENCE), jnp.int32)])
+  slots, n, length = rows * fc.sentences, person_N.shape[0], sentence_len(fc)
+  facts_ZxL = jnp.concatenate([facts_NxL, jnp.zeros((slots - n, length), jnp.int32)])
   active_Z = jnp.concatenate([active_N, jnp.zeros((slots - n,), bool)])
   # A fresh order per injection, so no fact is tied to one position in the sequence.
   perm_Z = jax.random.permutation(key, slots)
-  facts_Zx6, active_Z = facts_Zx6[perm_Z], active_Z[perm_Z]
-  head_Zx6 = sent_BxSx6[:rows].reshape(slots, SENTENCE)
-  head_Zx6 = jnp.where(active_Z[:, None], facts_Zx6, head_Zx6)
-  return sent_BxSx6.at[:rows].set(head_Zx6.reshape(rows, fc.sentences, SENTENCE))
+  facts_ZxL, active_Z = facts_ZxL[perm_Z], active_Z[perm_Z]
+  head_ZxL = sent_BxSxL[:rows].reshape(slots, length)
+  head_ZxL = jnp.where(active_Z[:, None], facts_ZxL, head_ZxL)
+  return sent_BxSxL.at[:rows].set(head_ZxL.reshape(rows, fc.sentences, length))
 
 
 # ---------------------------------------------------------------------------
@@ -169,10 +219,10 @@ def sample(fc: FactConfig, seed, step, batch_size: int, world: int | None = None
   person_BxS = jax.random.categorical(sub(1), zipf_logits_P, shape=shape)
   relation_BxS = jax.random.randint(sub(2), shape, 0, fc.relations)
   template_BxS = jax.random.randint(sub(3), shape, 0, fc.templates)
-  facts_BxSx6 = fact_sentences(fc, world, person_BxS, relation_BxS, template_BxS)
-  sent_BxSx6 = jnp.where(is_fact_BxS[..., None], facts_BxSx6, filler_sentences(fc, world, sub(4), shape))
-  sent_BxSx6 = _inject(fc, world, sent_BxSx6, step, sub(5))
-  ids_BxT = jnp.concatenate([jnp.full((batch_size, 1), BOS, jnp.int32), sent_BxSx6.reshape(batch_size, -1)], 1)
+  facts_BxSxL = fact_sentences(fc, world, person_BxS, relation_BxS, template_BxS)
+  sent_BxSxL = jnp.where(is_fact_BxS[..., None], facts_BxSxL, filler_sentences(fc, world, sub(4), shape))
+  sent_BxSxL = _inject(fc, world, sent_BxSxL, step, sub(5))
+  ids_BxT = jnp.concatenate([jnp.full((batch_size, 1), BOS, jnp.int32), sent_BxSxL.reshape(batch_size, -1)], 1)
   return TokenBatch(ids_BxT, jnp.ones(ids_BxT.shape, jnp.float32))
 
 
@@ -193,18 +243,18 @@ def first_batches(cfg: Config, num_sequences: int) -> jax.Array:
 
 
 class Probe(NamedTuple):
-  """Single-sentence prompts `BOS a P b R` whose next token is a fact's value."""
+  """Single-sentence prompts `BOS a NAME b R` whose next token is a fact's value."""
 
-  ids_Nx7: np.ndarray  # BOS and the whole sentence; the model reads [:, :VALUE_POS + 1]
+  ids_NxL: np.ndarray  # BOS and the whole sentence `... V .`; the model reads all but the last 2
   target_N: np.ndarray  # the value's token id
   candidates_NxC: np.ndarray  # the token ids of every value of the fact's relation
 
 
 def probe(fc: FactConfig, world: int, person, relation, template) -> Probe:
-  sent_Nx6 = np.asarray(fact_sentences(fc, world, person, relation, template))
-  ids_Nx7 = np.concatenate([np.full((sent_Nx6.shape[0], 1), BOS, np.int32), sent_Nx6], axis=1)
+  sent_NxL = np.asarray(fact_sentences(fc, world, person, relation, template))
+  ids_NxL = np.concatenate([np.full((sent_NxL.shape[0], 1), BOS, np.int32), sent_NxL], axis=1)
   first = vocab(fc).values + np.asarray(relation)[:, None] * fc.values
-  return Probe(ids_Nx7, sent_Nx6[:, VALUE_POS], first + np.arange(fc.values))
+  return Probe(ids_NxL, sent_NxL[:, value_pos(fc)], first + np.arange(fc.values))
 
 
 def known_probe(fc: FactConfig, world: int = 0) -> Probe:
@@ -234,7 +284,7 @@ def score(model, pr: Probe, chunk: int = 1024, items: bool = False) -> dict:
   forward = _last_logits if isinstance(model, nnx.Module) else lambda m, ids: m(ids)[:, -1]
   logp, hits = [], []
   for i in range(0, len(pr.target_N), chunk):
-    ids = jnp.asarray(pr.ids_Nx7[i:i + chunk, :VALUE_POS + 1])
+    ids = jnp.asarray(pr.ids_NxL[i:i + chunk, :-2])  # every sentence ends `V .`
     logits_NxV = forward(model, ids).astype(jnp.float32)
     logp_NxV = np.asarray(jax.nn.log_softmax(logits_NxV, axis=-1), np.float64)
     n = np.arange(len(ids))

@@ -35,7 +35,8 @@ def icl_lab(*args, cwd=None, timeout=900):
 
 
 def test_registry_lists_every_study_and_owns_every_committed_results_file():
-  assert list(studies.STUDIES) == ["fig1", "fig2", "fig3", "fig4", "constructions", "knowledge_entropy", "kg_phase"]
+  assert list(studies.STUDIES) == ["fig1", "fig2", "fig3", "fig4", "constructions", "knowledge_entropy",
+                                  "knowledge_capacity", "kg_phase"]
   for name, study in studies.STUDIES.items():
     assert study.name == name and "tiny" in study.presets and study.headline_preset in study.presets
     assert set(studies.MODULES[name].SETTINGS) == set(study.presets)
@@ -190,7 +191,7 @@ def test_run_fig3_tiny_trains_one_run_per_seed(tmp_path):
 
 
 def test_study_config_errors_exit_2_with_one_line(tmp_path):
-  for args, msg in ((["run", "fig2", "--preset", "gpu"], "study fig2 has no preset 'gpu'"),
+  for args, msg in ((["run", "fig2", "--preset", "tiny_lm"], "study fig2 has no preset 'tiny_lm'"),
                     (["run", "fig2", "--preset", "tiny", "--set", "study.bogus=1"], "unknown key study.bogus"),
                     (["run", "fig2", "--preset", "tiny", "--set", "model.layers=0"], "model.layers=0")):
     proc = icl_lab(*args, cwd=tmp_path, timeout=300)
@@ -382,4 +383,4 @@ def test_readme_rewrite_fills_and_then_agrees(tmp_path):
   assert readme.check(path, FIGURES) == []
   assert set(readme.sections()) == {"fig1", "fig6", "fig2", "fig3", "fig4", "constructions",
                                     "knowledge_entropy_decay", "knowledge_acquisition", "knowledge_resuscitation",
-                                    "kg_phase"}
+                                    "knowledge_capacity", "kg_phase"}

@@ -106,17 +106,17 @@ def test_injection_schedule_paraphrase_every_time_once_only_first():
 
 def test_probes_read_the_right_facts():
   known = fw.known_probe(FC)
-  assert known.ids_Nx7.shape == (16 * 3 * 3, 7) and (known.ids_Nx7[:, 0] == fw.BOS).all()
+  assert known.ids_NxL.shape == (16 * 3 * 3, 7) and (known.ids_NxL[:, 0] == fw.BOS).all()
   table = np.asarray(fw.fact_values_PxR(FC, 0))
-  for ids, target, cand in zip(known.ids_Nx7[:20], known.target_N[:20], known.candidates_NxC[:20]):
+  for ids, target, cand in zip(known.ids_NxL[:20], known.target_N[:20], known.candidates_NxC[:20]):
     w, person, relation, _, value = _decode_fact(FC, ids[1:])
     assert w == 0 and ids[1 + fw.VALUE_POS] == target and value == table[person, relation] and target in cand
   mem = fw.fictional_probe(FC, "paraphrase", "memorisation")
   gen = fw.fictional_probe(FC, "once", "generalisation")
   assert len(mem.target_N) == 4 and len(gen.target_N) == 3
-  assert {_decode_fact(FC, s[1:])[3] for s in mem.ids_Nx7} == {0}
-  assert {_decode_fact(FC, s[1:])[3] for s in gen.ids_Nx7} == {FC.templates - 1}
-  assert {_decode_fact(FC, s[1:])[0] for s in gen.ids_Nx7} == {1}
+  assert {_decode_fact(FC, s[1:])[3] for s in mem.ids_NxL} == {0}
+  assert {_decode_fact(FC, s[1:])[3] for s in gen.ids_NxL} == {FC.templates - 1}
+  assert {_decode_fact(FC, s[1:])[0] for s in gen.ids_NxL} == {1}
 
 
 def test_score_reads_log_probability_and_multiple_choice_accuracy():
