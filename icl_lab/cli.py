@@ -19,6 +19,28 @@ def _add_config_args(p: argparse.ArgumentParser, default_preset: str) -> None:
   p.add_argument("--runs-dir", default="runs", help="where run folders live (default: runs)")
 
 
+def _add_process_args(p: argparse.ArgumentParser) -> None:
+  """Flags of a multi-process run (`docs/cluster.md`); on a cluster JAX detects them itself."""
+  g = p.add_argument_group("multi-process (every process runs the same command)")
+  g.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                 help="process 0's address (default: $JAX_COORDINATOR_ADDRESS)")
+  g.add_argument("--num-processes", type=int, default=None, help="default: $JAX_NUM_PROCESSES")
+  g.add_argument("--process-id", type=int, default=None, help="this process, 0-based (default: $JAX_PROCESS_ID)")
+
+
+def _join_processes(args) -> None:
+  """Joins the multi-process runtime a command's flags or environment name, before JAX computes."""
+  from icl_lab.training import processes
+
+  try:
+    layout = processes.layout_from(getattr(args, "coordinator", None), getattr(args, "num_processes", None),
+                                   getattr(args, "process_id", None))
+  except processes.ProcessError as err:
+    raise config_lib.ConfigError(str(err)) from None
+  if layout.explicit:
+    processes.initialize(layout)
+
+
 def _add_out_arg(p: argparse.ArgumentParser) -> None:
   p.add_argument("--out", default=None,
                  help="results folder (default: results/; a study's committed figures/ files are replaced "
@@ -32,16 +54,18 @@ def _add_out_arg(p: argparse.ArgumentParser) -> None:
 
 def cmd_train(args) -> None:
   from icl_lab import tasks
-  from icl_lab.training import train
+  from icl_lab.training import processes, train
 
   cfgs = config_lib.expand_overrides(config_lib.get_preset(args.preset), args.overrides,
                                      tasks.ENSEMBLE_KEYS)
+  say = print if processes.is_main() else (lambda *a, **k: None)  # one voice for all processes
   for cfg in cfgs:
-    print(f"training {cfg.run_name()}: {train.config_summary(cfg)}", file=sys.stderr)
+    train.check_layout(cfg)  # before any output: an impossible layout is refused in one line
+    say(f"training {cfg.run_name()}: {train.config_summary(cfg)}", file=sys.stderr)
   if len(cfgs) > 1:
-    print(f"as one ensemble of {len(cfgs)} members", file=sys.stderr)
+    say(f"as one ensemble of {len(cfgs)} members", file=sys.stderr)
   for run_dir in train.train_many(cfgs, args.runs_dir):
-    print(run_dir)
+    say(run_dir)
 
 
 def cmd_presets(args) -> None:
@@ -201,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "comma-separated seeds, σ, τ, lr or weight decay train an ensemble in one jit, "
                      "e.g. --set train.seed=0,1,2,3")
   _add_config_args(p, "tiny")
+  _add_process_args(p)
   p.set_defaults(func=cmd_train)
 
   p = sub.add_parser("replicate", help="the headline study, = `icl-lab run fig1`: train a model and "
@@ -218,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
                  "$SLURM_ARRAY_TASK_ID, or its run name; `icl-lab units STUDY` lists them)")
   p.add_argument("--no-train", action="store_true",
                  help="assemble the results from the unit records present; train nothing")
+  _add_process_args(p)
   p.set_defaults(func=cmd_run)
 
   p = sub.add_parser("units", help="list a study's units (one model or ensemble each) and whether each has a "
@@ -269,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
   host.use_host_devices()  # before anything imports jax
   try:
+    _join_processes(args)
     rc = args.func(args)
   except config_lib.ConfigError as err:
     print(f"icl-lab: config error: {err}", file=sys.stderr)
