@@ -162,6 +162,12 @@ def make_mesh() -> jax.sharding.Mesh | None:
   return jax.make_mesh((n,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
 
 
+def ensemble_spec(k: int, mesh: jax.sharding.Mesh | None) -> P:
+  """Where K stacked members live: split over the mesh's devices when they divide evenly, so each
+  device trains whole members side by side with no collective; else every device holds all."""
+  return P("data") if mesh is not None and k % mesh.size == 0 else P()
+
+
 def maybe_init_distributed(cfg: Config) -> None:
   """train.multihost: each host runs the same command; JAX finds the cluster from its environment
   (a layout given by flags was joined earlier, by the command line)."""
@@ -396,8 +402,7 @@ def _loop(cfgs, run_dirs, mngrs, tx, graphdef, states, *, progress, stop_at_step
       state = jax.device_put(state, NamedSharding(mesh, P()))
     multi_step = make_multi_step(cfg, graphdef, tx, mesh)
   else:
-    # Members split over the devices when they divide evenly: each device trains whole members.
-    spec = P("data") if mesh is not None and k % jax.device_count() == 0 else P()
+    spec = ensemble_spec(k, mesh)
     if multi:
       state = _to_global(jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *states),
                          NamedSharding(mesh, spec))
