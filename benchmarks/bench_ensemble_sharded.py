@@ -64,13 +64,14 @@ def main() -> None:
   from icl_lab.training.train import config_summary
 
   print(f"# {platform.machine()} CPU, {os.cpu_count()} cores, jax {jax.__version__}; K={args.k} members, "
-        f"{args.steps} timed steps each")
+        f"{args.steps} timed steps each; load average before: {os.getloadavg()[0]:.1f}")
   print(f"size: {config_summary(config.get_preset(args.size))}")
   one = measure(1, args.k, args.steps, args.size)
   many = measure(args.k, args.k, args.steps, args.size)
   for r in (one, many):
     print(f"K={args.k} on {r['devices']} device{'s' * (r['devices'] > 1)}: {r['steps_per_s']:.2f} steps/s, "
           f"{r['models_per_hour']:.2f} models/hour")
+  print(f"load average after: {os.getloadavg()[0]:.1f} (other work on the machine slows both layouts)")
   print(f"sharded / one device: {many['models_per_hour'] / one['models_per_hour']:.2f}x models per hour")
 
 

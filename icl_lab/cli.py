@@ -79,14 +79,16 @@ def cmd_presets(args) -> None:
 
 def _run_study(name: str, args) -> None:
   from icl_lab import results, studies
+  from icl_lab.io import is_writer
 
   req = studies.RunRequest(args.preset, tuple(args.overrides), Path(args.runs_dir),
                            None if args.out is None else Path(args.out), promote=args.promote,
                            unit=getattr(args, "unit", None), train_missing=not getattr(args, "no_train", False),
                            fresh=args.fresh)
   for path in studies.run(name, req):
-    print(path)
-  if req.promote:  # the committed files changed: so do the tables generated from them
+    if is_writer():  # one voice for all the processes of a run
+      print(path)
+  if req.promote and is_writer():  # the committed files changed: so do the tables generated from them
     from icl_lab.studies import readme
 
     readme.run([], results.HEADLINE_DIR, check_only=False)

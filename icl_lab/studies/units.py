@@ -25,7 +25,7 @@ from icl_lab import results
 from icl_lab.analysis import evaluate, metrics
 from icl_lab.analysis.learners import FIG1_LEARNERS, get_learner
 from icl_lab.config import Config, ConfigError
-from icl_lab.io import read_json, write_json
+from icl_lab.io import is_writer, read_json, write_json
 from icl_lab.studies.base import RunRequest, check_learners
 from icl_lab.training import train
 
@@ -105,7 +105,8 @@ class Records:
     path = self.write_dir / f"{record['run']}.json"
     record = {**{k: v for k, v in record.items() if k != "criteria"},
               "criteria": [c.to_dict() for c in criteria(record)]}
-    write_json(path, record)  # atomic: a record is whole or absent
+    if is_writer():  # process 0 of a multi-process run; the others hold the record in memory
+      write_json(path, record)  # atomic: a record is whole or absent
     return path
 
 

@@ -173,3 +173,17 @@ def test_ensemble_over_two_processes_equals_its_solo_runs(tmp_path, one_process_
   assert_same_run(train.run_dir_for(cfgs[0], tmp_path), one_process_run)
   solo = train.train(cfgs[1], tmp_path / "solo", progress=False, quiet=True)
   assert_same_run(train.run_dir_for(cfgs[1], tmp_path), solo)
+
+
+def test_only_process_0_writes_results_and_manifests(tmp_path, monkeypatch):
+  import jax
+
+  from icl_lab import results
+
+  dest, seeds = results.Destination(tmp_path, "", headline=False), results.Seeds((0,), (0,), 0)
+  monkeypatch.setattr(jax, "process_index", lambda: 1)
+  assert results.write(dest, "r", {"a": 1}, preset="tiny", seeds=seeds, wall_s=0.0) == [tmp_path / "r.json"]
+  assert not any(tmp_path.iterdir())
+  monkeypatch.undo()
+  results.write(dest, "r", {"a": 1}, preset="tiny", seeds=seeds, wall_s=0.0)
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["MANIFEST.json", "r.json"]
