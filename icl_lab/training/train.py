@@ -172,7 +172,7 @@ def maybe_init_distributed(cfg: Config) -> None:
   """train.multihost: each host runs the same command; JAX finds the cluster from its environment
   (a layout given by flags was joined earlier, by the command line)."""
   if cfg.train.multihost:
-    processes.initialize()
+    processes.initialize(processes.layout_from())
 
 
 def check_layout(cfg: Config) -> None:
