@@ -6,6 +6,8 @@ share this loop. The step samples its own batch and `steps_per_call` steps are f
 lax.scan, so a small model pays no per-step Python or host-transfer cost. Models of one shape
 that differ only in seeds, σ, τ, lr or weight decay train together as one vmapped ensemble,
 each member in its own run folder. A run folder is locked while a process trains it.
+Several processes (`processes.py`) train one run on one global mesh, each device computing its
+slice of the batch; process 0 alone prints and writes the run folder, Orbax saves from all.
 Metrics of one call are read back while the next call runs (one call behind), except at
 checkpoint boundaries, where the state (parameters and optimiser) is checked finite before it is saved.
 """
