@@ -78,16 +78,23 @@ def cmd_presets(args) -> None:
 
 
 def _run_study(name: str, args) -> None:
+  import contextlib
+  import io
+
   from icl_lab import results, studies
   from icl_lab.io import is_writer
+  from icl_lab.training import processes
 
   req = studies.RunRequest(args.preset, tuple(args.overrides), Path(args.runs_dir),
                            None if args.out is None else Path(args.out), promote=args.promote,
                            unit=getattr(args, "unit", None), train_missing=not getattr(args, "no_train", False),
                            fresh=args.fresh)
-  for path in studies.run(name, req):
-    if is_writer():  # one voice for all the processes of a run
-      print(path)
+  # One voice for all the processes of a run: the others compute the same tables silently.
+  mute = processes.joined() and not processes.is_main()
+  with contextlib.redirect_stdout(io.StringIO()) if mute else contextlib.nullcontext():
+    for path in studies.run(name, req):
+      if is_writer():
+        print(path)
   if req.promote and is_writer():  # the committed files changed: so do the tables generated from them
     from icl_lab.studies import readme
 

@@ -83,6 +83,11 @@ def initialize(layout: Layout | None = None) -> None:
   _state["initialized"] = True
 
 
+def joined() -> bool:
+  """True once `initialize` ran in this process (with several processes or one)."""
+  return _state["initialized"]
+
+
 def is_main() -> bool:
   """True in process 0 (or in a single-process run): the one that prints and writes files."""
   import jax

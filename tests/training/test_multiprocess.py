@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ TIMEOUT_S = 150  # per launch; a healthy one takes 10-40 s on a loaded 2-core ma
 # One process of a multi-process run, for what the CLI does not expose (stop_at_step).
 WORKER = """
 import sys
+from pathlib import Path
 from icl_lab.training import host
 host.use_host_devices(1)
 from icl_lab.training import processes
@@ -187,3 +189,20 @@ def test_only_process_0_writes_results_and_manifests(tmp_path, monkeypatch):
   monkeypatch.undo()
   results.write(dest, "r", {"a": 1}, preset="tiny", seeds=seeds, wall_s=0.0)
   assert sorted(p.name for p in tmp_path.iterdir()) == ["MANIFEST.json", "r.json"]
+
+
+def test_study_run_over_two_processes_writes_its_results_once(tmp_path):
+  """`icl-lab run`: both processes train and evaluate; process 0 alone prints and writes results,
+  unit records and the manifest, and the other reads the unit record back once it is written."""
+  def argv(addr, i):
+    return [sys.executable, "-m", "icl_lab.cli", "run", "fig1", "--preset", "tiny", "--runs-dir",
+            str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--coordinator", addr, "--num-processes", "2",
+            "--process-id", str(i)]
+  p0, p1 = launch(argv)
+  _ok([p0, p1])
+  assert _ours(p1.stdout) == []
+  printed = {Path(line).name for line in _ours(p0.stdout) if line.startswith(str(tmp_path))}
+  assert {"fig1_noiseless_tiny.json", "fig6_linearity_tiny.json"} <= printed
+  written = sorted(p.name for p in (tmp_path / "out").iterdir())
+  assert "MANIFEST.json" in written and "units" in written and "fig1_noiseless_tiny.json" in written
+  assert len(list((tmp_path / "out" / "units").iterdir())) == 1
