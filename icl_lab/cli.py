@@ -32,12 +32,9 @@ def _join_processes(args) -> None:
   """Joins the multi-process runtime a command's flags or environment name, before JAX computes."""
   from icl_lab.training import processes
 
-  try:
-    layout = processes.layout_from(getattr(args, "coordinator", None), getattr(args, "num_processes", None),
-                                   getattr(args, "process_id", None))
-  except processes.ProcessError as err:
-    raise config_lib.ConfigError(str(err)) from None
-  if layout.explicit:
+  layout = processes.layout_from(getattr(args, "coordinator", None), getattr(args, "num_processes", None),
+                                 getattr(args, "process_id", None))
+  if layout.explicit:  # a processes.ProcessError is a ConfigError: one line, exit status 2
     processes.initialize(layout)
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from icl_lab.config import ConfigError
+
 ENV_COORDINATOR = "JAX_COORDINATOR_ADDRESS"
 ENV_NUM_PROCESSES = "JAX_NUM_PROCESSES"
 ENV_PROCESS_ID = "JAX_PROCESS_ID"
@@ -21,7 +23,7 @@ ENV_PROCESS_ID = "JAX_PROCESS_ID"
 _state = {"initialized": False}
 
 
-class ProcessError(ValueError):
+class ProcessError(ConfigError):
   """A process layout that cannot start; the message names the flag or variable and the fix."""
 
 
@@ -79,7 +81,12 @@ def initialize(layout: Layout | None = None) -> None:
     return
   import jax
 
-  jax.distributed.initialize(layout.coordinator, layout.num_processes, layout.process_id)
+  try:
+    jax.distributed.initialize(layout.coordinator, layout.num_processes, layout.process_id)
+  except (ValueError, TypeError) as err:  # a layout neither given in full nor detectable
+    raise ProcessError(f"cannot join the processes ({err}); pass --coordinator, --num-processes and "
+                       f"--process-id (or ${ENV_COORDINATOR}, ${ENV_NUM_PROCESSES}, ${ENV_PROCESS_ID}), "
+                       f"or run under a cluster JAX detects (SLURM, Open MPI, Cloud TPU)") from None
   _state["initialized"] = True
 
 

@@ -5,6 +5,7 @@ checkpoints, write the run folder from process 0 only, and refuse a batch they c
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -206,3 +207,27 @@ def test_study_run_over_two_processes_writes_its_results_once(tmp_path):
   written = sorted(p.name for p in (tmp_path / "out").iterdir())
   assert "MANIFEST.json" in written and "units" in written and "fig1_noiseless_tiny.json" in written
   assert len(list((tmp_path / "out" / "units").iterdir())) == 1
+
+
+def test_layout_comes_from_flags_then_environment_and_bad_ones_are_refused(monkeypatch):
+  from icl_lab.config import ConfigError
+  from icl_lab.training import processes
+
+  monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "10.0.0.1:1234")
+  monkeypatch.setenv("JAX_NUM_PROCESSES", "4")
+  monkeypatch.setenv("JAX_PROCESS_ID", "3")
+  assert processes.layout_from() == processes.Layout("10.0.0.1:1234", 4, 3)
+  assert processes.layout_from("h:1", 2, 0) == processes.Layout("h:1", 2, 0)  # a flag wins
+  for args, msg in (((None, 4, 4), "--process-id=4 must be in [0, --num-processes=4)"),
+                    ((None, 0, None), "--num-processes=0 must be a positive int")):
+    with pytest.raises(ConfigError, match=re.escape(msg)):
+      processes.layout_from(*args)
+  monkeypatch.delenv("JAX_COORDINATOR_ADDRESS")
+  with pytest.raises(ConfigError, match="needs --coordinator"):
+    processes.layout_from()
+  monkeypatch.setenv("JAX_PROCESS_ID", "one")
+  with pytest.raises(ConfigError, match="JAX_PROCESS_ID='one' must be an int"):
+    processes.layout_from()
+  for name in ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+    monkeypatch.delenv(name)
+  assert not processes.layout_from().explicit  # nothing given: one process, as before
