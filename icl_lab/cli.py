@@ -34,8 +34,20 @@ def _join_processes(args) -> None:
 
   layout = processes.layout_from(getattr(args, "coordinator", None), getattr(args, "num_processes", None),
                                  getattr(args, "process_id", None))
-  if layout.explicit:  # a processes.ProcessError is a ConfigError: one line, exit status 2
+  # train.multihost alone asks JAX to detect the cluster; that too must precede any computation.
+  if layout.explicit or _asks_multihost(args):  # a processes.ProcessError is a ConfigError: one line
     processes.initialize(layout)
+
+
+def _asks_multihost(args) -> bool:
+  """Whether the command's preset or a --set turns train.multihost on (read before any JAX call)."""
+  preset = config_lib.PRESETS.get(getattr(args, "preset", ""))
+  on = bool(preset and preset.train.multihost)
+  for item in getattr(args, "overrides", []):
+    key, _, raw = item.partition("=")
+    if key.strip() == "train.multihost":
+      on = raw.strip().lower() in ("1", "true", "yes")
+  return on
 
 
 def _add_out_arg(p: argparse.ArgumentParser) -> None:

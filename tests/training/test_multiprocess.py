@@ -50,14 +50,15 @@ def _env() -> dict:
   return {**env, "JAX_PLATFORMS": "cpu", "ICL_LAB_HOST_DEVICES": "1"}
 
 
-def launch(argv_of, n: int = 2) -> list[subprocess.CompletedProcess]:
-  """Runs `argv_of(coordinator, process_id)` as n processes; kills them all on a timeout or failure."""
+def launch(argv_of, n: int = 2, env_of=lambda i: {}) -> list[subprocess.CompletedProcess]:
+  """Runs `argv_of(coordinator, process_id)` as n processes (with `env_of(process_id)` added to
+  their environment); kills them all on a timeout or failure."""
   addr = f"127.0.0.1:{_free_port()}"
   procs = []
   try:
     for i in range(n):
       procs.append(subprocess.Popen(argv_of(addr, i), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True, env=_env()))
+                                    text=True, env={**_env(), **env_of(i)}))
     done = []
     for p in procs:
       out, err = p.communicate(timeout=TIMEOUT_S)
@@ -231,3 +232,21 @@ def test_layout_comes_from_flags_then_environment_and_bad_ones_are_refused(monke
   for name in ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
     monkeypatch.delenv(name)
   assert not processes.layout_from().explicit  # nothing given: one process, as before
+
+
+def test_train_multihost_detects_a_slurm_job(tmp_path, one_process_run):
+  """No layout flags: train.multihost=true lets JAX read the layout from SLURM's variables (faked
+  here: 2 tasks on localhost; the coordinator port derives from the job id)."""
+  for port in range(61440 + os.getpid() % 4000, 65536):  # JAX's SLURM port range, from a free one
+    with contextlib.suppress(OSError), socket.socket() as s:
+      s.bind(("127.0.0.1", port))
+      break
+  slurm = {"SLURM_JOB_ID": str(port - 61440), "SLURM_STEP_NODELIST": "localhost", "SLURM_NTASKS": "2"}
+  sets = [a for o in [*OVERRIDES, "train.multihost=true"] for a in ("--set", o)]
+  results = launch(lambda addr, i: [sys.executable, "-m", "icl_lab.cli", "train", "--preset", "tiny", *sets,
+                                    "--runs-dir", str(tmp_path)],
+                   env_of=lambda i: {**slurm, "SLURM_PROCID": str(i), "SLURM_LOCALID": str(i)})
+  _ok(results)
+  run = tmp_path / one_process_run.name
+  assert json.loads((run / "done").read_text())["num_processes"] == 2
+  np.testing.assert_allclose(_losses(run), _losses(one_process_run), rtol=2e-5)
