@@ -102,12 +102,6 @@ def is_main() -> bool:
   return jax.process_index() == 0
 
 
-def count() -> int:
-  import jax
-
-  return jax.process_count()
-
-
 def barrier(name: str) -> None:
   """Waits until every process reaches `name`; nothing to wait for in a single process."""
   import jax
