@@ -82,7 +82,8 @@ def initialize(layout: Layout | None = None) -> None:
   import jax
 
   try:
-    jax.distributed.initialize(layout.coordinator, layout.num_processes, layout.process_id)
+    jax.distributed.initialize(coordinator_address=layout.coordinator, num_processes=layout.num_processes,
+                               process_id=layout.process_id)
   except (ValueError, TypeError) as err:  # a layout neither given in full nor detectable
     raise ProcessError(f"cannot join the processes ({err}); pass --coordinator, --num-processes and "
                        f"--process-id (or ${ENV_COORDINATOR}, ${ENV_NUM_PROCESSES}, ${ENV_PROCESS_ID}), "
