@@ -19,6 +19,37 @@ def _add_config_args(p: argparse.ArgumentParser, default_preset: str) -> None:
   p.add_argument("--runs-dir", default="runs", help="where run folders live (default: runs)")
 
 
+def _add_process_args(p: argparse.ArgumentParser) -> None:
+  """Flags of a multi-process run (`docs/cluster.md`); on a cluster JAX detects them itself."""
+  g = p.add_argument_group("multi-process (every process runs the same command)")
+  g.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                 help="process 0's address (default: $JAX_COORDINATOR_ADDRESS)")
+  g.add_argument("--num-processes", type=int, default=None, help="default: $JAX_NUM_PROCESSES")
+  g.add_argument("--process-id", type=int, default=None, help="this process, 0-based (default: $JAX_PROCESS_ID)")
+
+
+def _join_processes(args) -> None:
+  """Joins the multi-process runtime a command's flags or environment name, before JAX computes."""
+  from icl_lab.training import processes
+
+  layout = processes.layout_from(getattr(args, "coordinator", None), getattr(args, "num_processes", None),
+                                 getattr(args, "process_id", None))
+  # train.multihost alone asks JAX to detect the cluster; that too must precede any computation.
+  if layout.explicit or _asks_multihost(args):  # a processes.ProcessError is a ConfigError: one line
+    processes.initialize(layout)
+
+
+def _asks_multihost(args) -> bool:
+  """Whether the command's preset or a --set turns train.multihost on (read before any JAX call)."""
+  preset = config_lib.PRESETS.get(getattr(args, "preset", ""))
+  on = bool(preset and preset.train.multihost)
+  for item in getattr(args, "overrides", []):
+    key, _, raw = item.partition("=")
+    if key.strip() == "train.multihost":
+      on = raw.strip().lower() in ("1", "true", "yes")
+  return on
+
+
 def _add_out_arg(p: argparse.ArgumentParser) -> None:
   p.add_argument("--out", default=None,
                  help="results folder (default: results/; a study's committed figures/ files are replaced "
@@ -32,16 +63,18 @@ def _add_out_arg(p: argparse.ArgumentParser) -> None:
 
 def cmd_train(args) -> None:
   from icl_lab import tasks
-  from icl_lab.training import train
+  from icl_lab.training import processes, train
 
   cfgs = config_lib.expand_overrides(config_lib.get_preset(args.preset), args.overrides,
                                      tasks.ENSEMBLE_KEYS)
+  say = print if processes.is_main() else (lambda *a, **k: None)  # one voice for all processes
   for cfg in cfgs:
-    print(f"training {cfg.run_name()}: {train.config_summary(cfg)}", file=sys.stderr)
+    train.check_layout(cfg)  # before any output: an impossible layout is refused in one line
+    say(f"training {cfg.run_name()}: {train.config_summary(cfg)}", file=sys.stderr)
   if len(cfgs) > 1:
-    print(f"as one ensemble of {len(cfgs)} members", file=sys.stderr)
+    say(f"as one ensemble of {len(cfgs)} members", file=sys.stderr)
   for run_dir in train.train_many(cfgs, args.runs_dir):
-    print(run_dir)
+    say(run_dir)
 
 
 def cmd_presets(args) -> None:
@@ -54,15 +87,24 @@ def cmd_presets(args) -> None:
 
 
 def _run_study(name: str, args) -> None:
+  import contextlib
+  import io
+
   from icl_lab import results, studies
+  from icl_lab.io import is_writer
+  from icl_lab.training import processes
 
   req = studies.RunRequest(args.preset, tuple(args.overrides), Path(args.runs_dir),
                            None if args.out is None else Path(args.out), promote=args.promote,
                            unit=getattr(args, "unit", None), train_missing=not getattr(args, "no_train", False),
                            fresh=args.fresh)
-  for path in studies.run(name, req):
-    print(path)
-  if req.promote:  # the committed files changed: so do the tables generated from them
+  # One voice for all the processes of a run: the others compute the same tables silently.
+  mute = processes.joined() and not processes.is_main()
+  with contextlib.redirect_stdout(io.StringIO()) if mute else contextlib.nullcontext():
+    for path in studies.run(name, req):
+      if is_writer():
+        print(path)
+  if req.promote and is_writer():  # the committed files changed: so do the tables generated from them
     from icl_lab.studies import readme
 
     readme.run([], results.HEADLINE_DIR, check_only=False)
@@ -201,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "comma-separated seeds, σ, τ, lr or weight decay train an ensemble in one jit, "
                      "e.g. --set train.seed=0,1,2,3")
   _add_config_args(p, "tiny")
+  _add_process_args(p)
   p.set_defaults(func=cmd_train)
 
   p = sub.add_parser("replicate", help="the headline study, = `icl-lab run fig1`: train a model and "
@@ -218,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
                  "$SLURM_ARRAY_TASK_ID, or its run name; `icl-lab units STUDY` lists them)")
   p.add_argument("--no-train", action="store_true",
                  help="assemble the results from the unit records present; train nothing")
+  _add_process_args(p)
   p.set_defaults(func=cmd_run)
 
   p = sub.add_parser("units", help="list a study's units (one model or ensemble each) and whether each has a "
@@ -269,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
   host.use_host_devices()  # before anything imports jax
   try:
+    _join_processes(args)
     rc = args.func(args)
   except config_lib.ConfigError as err:
     print(f"icl-lab: config error: {err}", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,13 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     if os.path.exists(tmp):
       os.unlink(tmp)
     raise
+
+
+def is_writer() -> bool:
+  """False in each process of a multi-process run but process 0, which alone writes results
+  (all processes compute them). True wherever JAX is not in use."""
+  jax = sys.modules.get("jax")
+  return jax is None or jax.process_index() == 0
 
 
 def write_json(path: str | os.PathLike, payload: Any) -> None:

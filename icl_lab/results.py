@@ -20,7 +20,7 @@ from typing import Any
 
 from icl_lab import manifest
 from icl_lab.config import ConfigError
-from icl_lab.io import write_json
+from icl_lab.io import is_writer, write_json
 
 HEADLINE_DIR = Path("figures")
 SCRATCH_DIR = Path("results")
@@ -124,6 +124,8 @@ def write(dest: Destination, base: str, payload: dict[str, Any], *, preset: str,
   path = dest.path(base)
   if criteria is not None:
     payload = {**payload, "criteria": [c.to_dict() for c in criteria_for(payload, criteria)]}
+  if not is_writer():  # another process of this run writes the same files
+    return [path]
   write_json(path, payload)
   paths = [path] + ([Path(p) for p in plot(path)] if plot is not None else [])
   manifest.record(dest.folder, path.stem, preset=preset, seeds=seeds.to_dict(), wall_s=wall_s,

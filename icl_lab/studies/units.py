@@ -25,9 +25,9 @@ from icl_lab import results
 from icl_lab.analysis import evaluate, metrics
 from icl_lab.analysis.learners import FIG1_LEARNERS, get_learner
 from icl_lab.config import Config, ConfigError
-from icl_lab.io import read_json, write_json
+from icl_lab.io import is_writer, read_json, write_json
 from icl_lab.studies.base import RunRequest, check_learners
-from icl_lab.training import train
+from icl_lab.training import processes, train
 
 RECORDS = "units"
 # Held-out prompts from a seed that no recipe choice looked at (the recipes were picked on
@@ -105,7 +105,9 @@ class Records:
     path = self.write_dir / f"{record['run']}.json"
     record = {**{k: v for k, v in record.items() if k != "criteria"},
               "criteria": [c.to_dict() for c in criteria(record)]}
-    write_json(path, record)  # atomic: a record is whole or absent
+    if is_writer():  # process 0 of a multi-process run writes; the others wait, then read it back
+      write_json(path, record)  # atomic: a record is whole or absent
+    processes.barrier("icl_lab_unit_record")
     return path
 
 

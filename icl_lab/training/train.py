@@ -6,6 +6,8 @@ share this loop. The step samples its own batch and `steps_per_call` steps are f
 lax.scan, so a small model pays no per-step Python or host-transfer cost. Models of one shape
 that differ only in seeds, σ, τ, lr or weight decay train together as one vmapped ensemble,
 each member in its own run folder. A run folder is locked while a process trains it.
+Several processes (`processes.py`) train one run on one global mesh, each device computing its
+slice of the batch; process 0 alone prints and writes the run folder, Orbax saves from all.
 Metrics of one call are read back while the next call runs (one call behind), except at
 checkpoint boundaries, where the state (parameters and optimiser) is checked finite before it is saved.
 """
@@ -36,7 +38,7 @@ from icl_lab import tasks
 from icl_lab.config import Config
 from icl_lab.io import atomic_write_text
 from icl_lab.tasks import fact_world
-from icl_lab.training import checkpoints, memory, runlock
+from icl_lab.training import checkpoints, memory, processes, runlock
 from icl_lab.training.progress import Progress, zero_predictor_loss
 
 
@@ -162,11 +164,42 @@ def make_mesh() -> jax.sharding.Mesh | None:
   return jax.make_mesh((n,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
 
 
+def ensemble_spec(k: int, mesh: jax.sharding.Mesh | None) -> P:
+  """Where K stacked members live: split over the mesh's devices when they divide evenly, so each
+  device trains whole members side by side with no collective; else every device holds all."""
+  return P("data") if mesh is not None and k % mesh.size == 0 else P()
+
+
 def maybe_init_distributed(cfg: Config) -> None:
-  """Multi-host: each host runs the same command; JAX finds the cluster from its environment."""
-  if cfg.train.multihost and not getattr(maybe_init_distributed, "_done", False):
-    jax.distributed.initialize()
-    maybe_init_distributed._done = True
+  """train.multihost: each host runs the same command; JAX finds the cluster from its environment
+  (a layout given by flags was joined earlier, by the command line)."""
+  if cfg.train.multihost:
+    processes.initialize(processes.layout_from())
+
+
+def check_layout(cfg: Config) -> None:
+  """Refuses, in one line, a batch the processes' devices cannot split evenly."""
+  n, p = jax.device_count(), jax.process_count()
+  if p > 1 and cfg.train.batch_size % n:
+    raise config_lib.ConfigError(
+        f"train.batch_size={cfg.train.batch_size} is not divisible by the {n} devices of {p} processes "
+        f"({jax.local_device_count()} each); choose a multiple of {n} or run another number of processes")
+
+
+def _to_global(tree, sharding: NamedSharding):
+  """A pytree every process holds in full, as global arrays laid out by `sharding`."""
+  def put(x):
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+  return jax.tree.map(put, tree)
+
+
+def _host(x) -> np.ndarray:
+  """A global array's full value on every process (a collective: all processes call it)."""
+  if x.is_fully_addressable or x.is_fully_replicated:
+    return np.asarray(x)
+  from jax.experimental import multihost_utils
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 # ---------------------------------------------------------------------------
@@ -277,9 +310,12 @@ def train_many(cfgs: Sequence[Config], runs_dir: str | os.PathLike = "runs", *,
   check_ensemble(cfgs)
   maybe_init_distributed(cfgs[0])
   for cfg in cfgs:
+    check_layout(cfg)
     config_lib.validate(cfg, num_devices=jax.device_count())
   run_dirs = [run_dir_for(cfg, runs_dir) for cfg in cfgs]
   todo = [i for i, d in enumerate(run_dirs) if not is_done(d)]
+  main = processes.is_main()
+  quiet = quiet or not main  # only process 0 prints
   for i in sorted(set(range(len(cfgs))) - set(todo)):
     if not quiet:
       print(f"reusing finished run {run_dirs[i]}")
@@ -289,9 +325,13 @@ def train_many(cfgs: Sequence[Config], runs_dir: str | os.PathLike = "runs", *,
     except memory.ConfigTooLarge as err:
       raise config_lib.ConfigError(str(err)) from None
     with contextlib.ExitStack() as stack:
-      for i in todo:
+      # Process 0 makes, locks and labels the folders; the others check the label once it exists.
+      for i in todo if main else ():
         run_dirs[i].mkdir(parents=True, exist_ok=True)
         stack.enter_context(runlock.RunLock(run_dirs[i]))
+        _check_config(run_dirs[i], cfgs[i])
+      processes.barrier("icl_lab_run_folders")
+      for i in todo if not main else ():
         _check_config(run_dirs[i], cfgs[i])
       _run([cfgs[i] for i in todo], [run_dirs[i] for i in todo], progress=progress,
            stop_at_step=stop_at_step, quiet=quiet)
@@ -327,7 +367,13 @@ def _run(cfgs: list[Config], run_dirs: list[Path], *, progress, stop_at_step, qu
 
 def _loop(cfgs, run_dirs, mngrs, tx, graphdef, states, *, progress, stop_at_step, quiet) -> None:
   cfg, tr, k = cfgs[0], cfgs[0].train, len(cfgs)
+  mesh = make_mesh()
+  # Several processes: one global mesh, every array global; process 0 alone writes the files.
+  multi, main = jax.process_count() > 1, processes.is_main()
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, states[0])
+  if multi:  # restored replicated over all processes: Orbax reads each array once per process
+    replicated = NamedSharding(mesh, P())
+    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), abstract)
   log = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
 
   # Resume: a solo run restores its newest readable checkpoint; an ensemble the newest step
@@ -345,22 +391,27 @@ def _loop(cfgs, run_dirs, mngrs, tx, graphdef, states, *, progress, stop_at_step
                 for m, d in zip(mngrs, run_dirs)]
   if start == 0 and tr.init_from:
     states[0] = _init_from(cfg, tx, states[0], log)
-  for d in run_dirs:
+  for d in run_dirs if main else ():
     _truncate_metrics(d / "metrics.jsonl", start)
   if start and not quiet:
     print(f"resuming {run_dirs[0].name}{f' and {k - 1} more members' if k > 1 else ''} from step {start}")
 
-  mesh = make_mesh()
   if k == 1:
     state = states[0]
-    if mesh is not None:
+    if multi:
+      state = _to_global(state, NamedSharding(mesh, P()))
+    elif mesh is not None:
       state = jax.device_put(state, NamedSharding(mesh, P()))
     multi_step = make_multi_step(cfg, graphdef, tx, mesh)
   else:
-    state = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
-    # Members split over the devices when they divide evenly: each device trains whole members.
-    if mesh is not None and k % jax.device_count() == 0:
-      state = jax.device_put(state, NamedSharding(mesh, P("data")))
+    spec = ensemble_spec(k, mesh)
+    if multi:
+      state = _to_global(jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *states),
+                         NamedSharding(mesh, spec))
+    else:
+      state = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+      if spec == P("data"):
+        state = jax.device_put(state, NamedSharding(mesh, spec))
     multi_step = make_multi_step(cfg, graphdef, tx, None, [tasks.member_of(c) for c in cfgs])
   schedules = [make_schedule(c.train) for c in cfgs]
   end = tr.steps if stop_at_step is None else min(stop_at_step, tr.steps)
@@ -373,8 +424,8 @@ def _loop(cfgs, run_dirs, mngrs, tx, graphdef, states, *, progress, stop_at_step
 
   def drain(item) -> None:
     first, n, (loss, gnorm) = item
-    loss_SxK = np.asarray(loss).reshape(n, k)
-    gnorm_SxK = np.asarray(gnorm).reshape(n, k)
+    loss_SxK = _host(loss).reshape(n, k)
+    gnorm_SxK = _host(gnorm).reshape(n, k)
     bad_S, bad_K = np.nonzero(~np.isfinite(loss_SxK))
     if bad_S.size:
       s, j = int(bad_S[0]), int(bad_K[0])
@@ -388,7 +439,7 @@ def _loop(cfgs, run_dirs, mngrs, tx, graphdef, states, *, progress, stop_at_step
     now = time.perf_counter()
     rate = n / max(now - last_drain[0], 1e-9)
     last_drain[0] = now
-    for j, d in enumerate(run_dirs):
+    for j, d in enumerate(run_dirs if main else ()):
       record = {"step": first + n, "loss": float(loss_SxK[:, j].mean()), "loss_last": float(loss_SxK[-1, j]),
                 "lr": float(schedules[j](first + n - 1)), "grad_norm": float(gnorm_SxK[:, j].mean()),
                 "steps_per_s": rate}
@@ -399,7 +450,7 @@ def _loop(cfgs, run_dirs, mngrs, tx, graphdef, states, *, progress, stop_at_step
   step = start
   while step < end:
     n = min(tr.steps_per_call, end - step)
-    state, metrics = multi_step(state, jnp.asarray(step, jnp.int32), n)
+    state, metrics = multi_step(state, np.int32(step), n)
     # Read the previous call's metrics while this one runs, so dispatch never stalls.
     if pending is not None:
       drain(pending)
@@ -427,14 +478,15 @@ def _loop(cfgs, run_dirs, mngrs, tx, graphdef, states, *, progress, stop_at_step
   bar.close()
   if step == tr.steps:
     wall = time.perf_counter() - t_start
-    for d in run_dirs:
+    for d in run_dirs if main else ():
       # Training time over every invocation (a resumed run spans several), from the log.
       records = read_metrics(d)
       steps_prev = [0] + [r["step"] for r in records[:-1]]
       logged = sum((r["step"] - p) / r["steps_per_s"] for r, p in zip(records, steps_prev))
       summary = {"steps": tr.steps, "resumed_from": start, "wall_s": wall, "train_s_all_invocations": logged,
                  "steps_per_s": (tr.steps - start) / max(wall, 1e-9), "ensemble_size": k,
-                 "device": jax.devices()[0].device_kind, "num_devices": jax.device_count()}
+                 "device": jax.devices()[0].device_kind, "num_devices": jax.device_count(),
+                 **({"num_processes": jax.process_count()} if multi else {})}
       atomic_write_text(d / "done", json.dumps(summary) + "\n")
 
 
@@ -461,7 +513,7 @@ def nonfinite_leaves(tree) -> list[str]:
   """Key paths of the floating-point leaves of `tree` that hold a NaN or an infinity."""
   flat, _ = jax.tree_util.tree_flatten_with_path(tree)
   return [jax.tree_util.keystr(path) for path, leaf in flat
-          if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.floating) and not bool(jnp.all(jnp.isfinite(leaf)))]
+          if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.floating) and not bool(_host(jnp.all(jnp.isfinite(leaf))))]
 
 
 def read_done(run_dir: str | os.PathLike) -> dict[str, Any]:
