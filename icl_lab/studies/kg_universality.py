@@ -67,14 +67,17 @@ class Settings:
   ei_dim: int = 2  # English ↔ Italian: embedding width of the Hinton models (0: skipped)
   ei_width: int = 64
   ei_wd: float = 1.0
+  # The weight-decay sweep: at one width, pairs of seeds at each weight decay (() skips it).
+  sweep_width: int = 64
+  sweep_wds: tuple[float, ...] = (1.0, 2.0, 3.0, 5.0)
   cpu_s: float | None = None
 
 
 SETTINGS = {
     "tiny": Settings(founders=3, generations=2, widths=(16, 32), seeds=(0, 1), dim=4, steps=200, eval_every=100,
-                     cpu_s=20),
-    # 3 widths × 3 seeds × 2 weight decays on a 132-person forest, and 3 Hinton models: about 3
-    # minutes on 2 CPU cores shared with another training.
+                     sweep_width=16, sweep_wds=(1.0, 3.0), cpu_s=20),
+    # 3 widths × 3 seeds × 2 weight decays on a 132-person forest, 4 × 3 more for the weight-decay
+    # sweep, and 3 Hinton models: about 3 minutes on 2 CPU cores shared with another training.
     "quick": Settings(cpu_s=240),
 }
 
@@ -89,7 +92,8 @@ def check(s: Settings) -> None:
     raise ConfigError(f"study.steps={s.steps} must be a positive multiple of study.eval_every={s.eval_every}")
   if len(s.widths) < 2 or len(s.seeds) < 2:
     raise ConfigError("study.widths and study.seeds need two values each (pairs differ in both)")
-  if min(*s.widths, s.dim, s.founders, s.generations) < 1 or s.ei_dim < 0 or min(s.gen_wd, s.memo_wd, s.ei_wd) < 0:
+  if min(*s.widths, s.dim, s.founders, s.generations, s.sweep_width) < 1 or s.ei_dim < 0 or min(
+      s.gen_wd, s.memo_wd, s.ei_wd, *s.sweep_wds) < 0:
     raise ConfigError("study.widths, dim, founders and generations must be ≥ 1, weight decays and ei_dim ≥ 0")
   if s.ei_dim > 2:
     raise ConfigError(f"study.ei_dim={s.ei_dim}: 12 people a tree support an affine fit from at most 2 dims")
@@ -189,6 +193,31 @@ def compare(models: list[Model], s: Settings) -> list[dict]:
   return rows
 
 
+def wd_sweep(g: fg.Graph, s: Settings) -> list[dict]:
+  """At `sweep_width`, per weight decay: the ordered pairs of seeds' scores and CKA, and accuracies."""
+  if not s.sweep_wds:
+    return []
+  train_Q = fg.split(g, s.phi, s.split_seed)
+  members = [(wd, seed) for wd in s.sweep_wds for seed in s.seeds]
+  train_KxQ = np.stack([train_Q] * len(members))
+  ens = train_ensemble(g, spec(s, s.sweep_width), [seed for _, seed in members], [wd for wd, _ in members],
+                       train_KxQ, ~train_KxQ)
+  fit_idx, held_idx = entity_split(g.num_entities, s)
+  rows = []
+  for wd in s.sweep_wds:
+    ks = [k for k, (w, _) in enumerate(members) if w == wd]
+    emb = {k: np.asarray(ens.params_K["entity"][k]) for k in ks}
+    fits = [rep.affine_r2(emb[a], emb[b], fit_idx, held_idx, seed=s.map_seed) for a, b in itertools.permutations(ks, 2)]
+    ckas = [rep.linear_cka(emb[a], emb[b]) for a, b in itertools.permutations(ks, 2)]
+    rows.append({"weight_decay": wd, "pairs": len(fits), "median_score": _median([score(f["r2"], f["null_r2"])
+                                                                                  for f in fits]),
+                 "median_cka": _median(ckas), "train": float(ens.train_acc_KxC[ks, -1].mean()),
+                 "test": float(ens.test_acc_KxC[ks, -1].mean())})
+    print(f"sweep, weight decay {wd:g}: median score {rows[-1]['median_score']:.2f}, test {rows[-1]['test']:.2f}",
+          flush=True)
+  return rows
+
+
 def null_cka(x_ExD, y_ExD, seed: int) -> float:
   return rep.linear_cka(x_ExD, np.asarray(y_ExD)[np.random.default_rng(seed).permutation(len(y_ExD))])
 
@@ -259,12 +288,14 @@ def run(req: RunRequest, dest: results.Destination) -> list[Path]:
   models = train_models(g, s)
   rows = compare(models, s)
   groups = summary(rows, models, s)
+  sweep = wd_sweep(g, s)
   ei = english_italian(s)
   wall = time.perf_counter() - t0
   payload = {"preset": req.preset, "graph": f"forest({s.founders}, {s.generations}, seed {s.forest_seed})",
              "entities": g.num_entities, "queries": g.num_queries, "fit_entities": len(fit_idx),
              "settings": {k: v for k, v in dataclasses.asdict(s).items() if k != "cpu_s"},
-             "models": [m.row() for m in models], "pairs": rows, "groups": groups, "english_italian": ei,
+             "models": [m.row() for m in models], "pairs": rows, "groups": groups, "wd_sweep": sweep,
+             "english_italian": ei,
              "wall_s": wall}
   seeds = Seeds(tuple(s.seeds), (s.split_seed,), s.map_seed)
   paths = results.write(dest, NAME, payload, preset=req.preset, seeds=seeds, wall_s=wall, criteria=criteria,
@@ -297,7 +328,7 @@ def plot(json_path: str | Path) -> list[Path]:
   """Held-out affine R² and linear CKA per pair group; the models' accuracies; English ↔ Italian."""
   json_path = Path(json_path)
   r = read_json(json_path)
-  fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), layout="constrained")
+  fig, axes = plt.subplots(1, 4, figsize=(19, 4.5), layout="constrained")
   ax = axes[0]
   gen = [p for p in r["pairs"] if p["kind"] == "generalising"]
   values = {"generalising": [p["score"] for p in gen],
@@ -335,6 +366,19 @@ def plot(json_path: str | Path) -> list[Path]:
   ax.set_xlabel("width")
   ax.set_ylim(0, 1.05)
   ax.legend(fontsize=8)
+  ax = axes[3]
+  sweep = r.get("wd_sweep") or []
+  if sweep:
+    wds = [w["weight_decay"] for w in sweep]
+    ax.plot(wds, [w["median_score"] for w in sweep], "o-", color="tab:green", label="median R² − max(null, 0)")
+    ax.plot(wds, [w["median_cka"] for w in sweep], "s--", color="tab:green", alpha=0.6, label="median CKA")
+    ax.plot(wds, [w["test"] for w in sweep], "o-", color="k", label="test accuracy")
+    ax.plot(wds, [w["train"] for w in sweep], ":", color="k", label="train accuracy")
+    ax.legend(fontsize=8)
+  ax.set_xlabel("weight decay")
+  ax.set_ylim(-0.2, 1.05)
+  ax.grid(alpha=0.3, lw=0.4)
+  ax.set_title(f"width {r['settings'].get('sweep_width')}: pairs of seeds by weight decay")
   fig.suptitle(f"Representation universality on a family forest (preset {r['preset']})")
   return save_figure(fig, json_path)
 
@@ -359,6 +403,13 @@ def readme(r: dict) -> str:
     ms = list(ms)
     train, test = (" ".join(f"{m[key]:.2f}" for m in ms) for key in ("train", "test"))
     lines.append(f"| {w} | {wd:g} | {train} | {test} |")
+  if r.get("wd_sweep"):
+    lines += ["", f"Weight-decay sweep (width {s['sweep_width']}, pairs of seeds; train / test are seed means):", "",
+              "| weight decay | pairs | median R² − max(null, 0) | median linear CKA | train | test |",
+              "|---|---|---|---|---|---|"]
+    for w in r["wd_sweep"]:
+      lines.append(f"| {w['weight_decay']:g} | {w['pairs']} | {_f(w['median_score'])} | {_f(w['median_cka'])} | "
+                   f"{w['train']:.2f} | {w['test']:.2f} |")
   ei = r.get("english_italian")
   if ei:
     lines += ["", f"English → Italian within each Hinton model (D = {ei['dim']}, width {ei['width']}, weight decay "

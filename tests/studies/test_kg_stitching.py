@@ -42,6 +42,12 @@ def test_affine_copy_stitches_exactly_and_random_donors_do_not():
   assert kinds["self"]["stitched"] == kinds["self"]["own"]
   assert kinds["generalising"]["stitched"] == pytest.approx(kinds["generalising"]["own"])
   assert kinds["random"]["donor"]["untrained"] and kinds["random"]["queries"] > 0
+  # Query by query, over every query: the map from the study's fitting entities recovers the receiver.
+  fit_idx, _ = ku.entity_split(g.num_entities, s)
+  w_DxD, b_D = ks.rep.stitch_map(copy.embeddings(), receiver.embeddings(), fit_idx)
+  stitched_Q = ks.rep.stitched_correct(receiver.ens.model(0), copy.embeddings(), w_DxD, b_D, g)
+  own_Q = np.asarray(correct(receiver.ens.model(0)(jnp.asarray(g.heads_Q), jnp.asarray(g.rels_Q)), g.answers_QxE))
+  assert (stitched_Q == own_Q).all()
 
 
 def _donors(gen=0.9, own=0.9, rand=0.6, memo=0.65):

@@ -73,6 +73,8 @@ def test_tiny_preset_end_to_end(tmp_path):
   assert len(r["models"]) == 2 * len(s.widths) * len(s.seeds) and len(r["criteria"]) == 3
   assert r["groups"]["generalising"]["pairs"] == r["groups"]["memorising"]["pairs"] == 4
   assert len(r["english_italian"]["models"]) == len(s.seeds)
+  assert [(w["weight_decay"], w["pairs"]) for w in r["wd_sweep"]] == [(1.0, 2), (3.0, 2)]
+  assert "Weight-decay sweep" in ku.readme(r)
   assert "| pairs | count |" in ku.readme(r) and "English → Italian" in ku.readme(r)
   assert studies.criteria_of(tmp_path / "kg_universality_tiny.json") == r["criteria"]
 
