@@ -40,13 +40,12 @@ def figure_units(preset: str) -> dict[str, list[list[config.Config]]]:
   Fig. 4's are d = 4 models and their controls), so the count matches what `icl-lab run` trains."""
   out = {}
   for name, module in studies.MODULES.items():
-    if preset not in module.SETTINGS or not module.configs(preset):
+    cfgs = module.configs(preset) if preset in module.SETTINGS else []
+    if not cfgs:
       continue
     study = studies.STUDIES[name]
-    if study.plan is not None:
-      groups = [list(u.cfgs) for u in study.plan(RunRequest(preset))[0]]
-    else:
-      groups = [[c] for c in module.configs(preset)]
+    plan = study.plan
+    groups = [list(u.cfgs) for u in plan(RunRequest(preset))[0]] if plan else [[c] for c in cfgs]
     out[f"{name} ({', '.join(study.results_stems)})"] = groups
   return out
 

@@ -345,8 +345,9 @@ def from_dict(payload: dict[str, Any]) -> Config:
   )
 
 
-def validate(cfg: Config, num_devices: int | None = None) -> None:
-  """Raises ConfigError naming the offending key for any config that cannot run."""
+def validate(cfg: Config, num_devices: int | None = None, num_processes: int = 1) -> None:
+  """Raises ConfigError naming the offending key for any config that cannot run (with
+  `num_devices`, on that many devices over `num_processes` processes)."""
   t, m, tr = cfg.task, cfg.model, cfg.train
 
   def need(ok: bool, msg: str) -> None:
@@ -423,9 +424,12 @@ def validate(cfg: Config, num_devices: int | None = None) -> None:
        f"train.init_from_step={tr.init_from_step} needs train.init_from=<run folder>")
   need(tr.keep_checkpoints > 0, f"train.keep_checkpoints={tr.keep_checkpoints} must be >= 1")
   if num_devices is not None:
+    several = num_processes > 1
+    where = (f"{num_devices} devices of {num_processes} processes ({num_devices // num_processes} each)" if several
+             else f"{num_devices} visible devices")
     need(tr.batch_size % num_devices == 0,
-         f"train.batch_size={tr.batch_size} is not divisible by the {num_devices} visible devices; "
-         f"choose a multiple of {num_devices}")
+         f"train.batch_size={tr.batch_size} is not divisible by the {where}; choose a multiple of {num_devices}"
+         + (" or run another number of processes" if several else ""))
 
 
 for _cfg in PRESETS.values():

@@ -178,12 +178,9 @@ def maybe_init_distributed(cfg: Config) -> None:
 
 
 def check_layout(cfg: Config) -> None:
-  """Refuses, in one line, a batch the processes' devices cannot split evenly."""
-  n, p = jax.device_count(), jax.process_count()
-  if p > 1 and cfg.train.batch_size % n:
-    raise config_lib.ConfigError(
-        f"train.batch_size={cfg.train.batch_size} is not divisible by the {n} devices of {p} processes "
-        f"({jax.local_device_count()} each); choose a multiple of {n} or run another number of processes")
+  """Refuses, in one line, a config that cannot run on this process layout's devices (a batch
+  they cannot split evenly among them)."""
+  config_lib.validate(cfg, num_devices=jax.device_count(), num_processes=jax.process_count())
 
 
 def _to_global(tree, sharding: NamedSharding):
@@ -311,7 +308,6 @@ def train_many(cfgs: Sequence[Config], runs_dir: str | os.PathLike = "runs", *,
   maybe_init_distributed(cfgs[0])
   for cfg in cfgs:
     check_layout(cfg)
-    config_lib.validate(cfg, num_devices=jax.device_count())
   run_dirs = [run_dir_for(cfg, runs_dir) for cfg in cfgs]
   todo = [i for i, d in enumerate(run_dirs) if not is_done(d)]
   main = processes.is_main()
