@@ -139,8 +139,10 @@ def criteria_for(payload: dict[str, Any], criteria: Callable[[dict], Sequence[Cr
   gone = payload.get("missing_units") or []
   if not gone:
     return list(criteria(payload))
-  total = payload.get("num_units", len(gone))
-  return [Criterion("units with an evaluation record (incomplete: the study's own criteria are not judged)",
+  # `missing_units` names models (run names); a unit can hold several (an ensemble), so the count
+  # is of models. Files written before `num_models` existed had one model per unit.
+  total = payload.get("num_models", payload.get("num_units", len(gone)))
+  return [Criterion("models with an evaluation record (incomplete: the study's own criteria are not judged)",
                     f"{total - len(gone)} of {total}", f"all {total}", False)]
 
 

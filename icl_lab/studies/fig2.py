@@ -120,7 +120,8 @@ def run(req: RunRequest, dest: results.Destination) -> list[Path]:
       "mspd_over_d_underdetermined": cells(under), "mspd_over_d_full": cells(full),
       "closest_row_underdetermined": closest(under), "closest_row_full": closest(full),
       "projection_a": projection, "lambda_star": lambda_star,
-      "runs": [c.run_name() for c in cfgs], "num_units": len(cfgs), "missing_units": gone,
+      "runs": [c.run_name() for c in cfgs], "num_units": len(unit_list), "num_models": len(cfgs),
+      "missing_units": gone,
       "train_wall_s": train_wall, "eval_wall_s": time.perf_counter() - t_eval,
       "base_config": base.to_dict(),
   }
@@ -183,7 +184,8 @@ def readme(r: dict) -> str:
              f"held-out prompts {x['heldout']:.3g})" if x else "" for x in lam]
     lines.append("| effective ridge λ* [95% interval] | " + " | ".join(cells) + " |")
   if r.get("missing_units"):
-    lines.append(f"\nIncomplete: {len(r['missing_units'])} of {r['num_units']} units not yet recorded "
+    total = r.get("num_models", r["num_units"])
+    lines.append(f"\nIncomplete: {len(r['missing_units'])} of {total} models not yet recorded "
                  f"({', '.join(r['missing_units'])}).")
   return "\n".join(lines)
 

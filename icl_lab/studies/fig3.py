@@ -142,8 +142,9 @@ def run(req: RunRequest, dest: results.Destination) -> list[Path]:
                       "closest": [closest(mspd, v) if complete else None for v in range(len(values))]}
     if found:
       payload[panel]["lambda_star"] = seed_summary(lam)
-  gone = units.missing(list({c.hash(): c for c in every}.values()), found)
-  payload["num_units"], payload["missing_units"] = len(unit_list), gone
+  distinct = list({c.hash(): c for c in every}.values())
+  gone = units.missing(distinct, found)
+  payload["num_units"], payload["num_models"], payload["missing_units"] = len(unit_list), len(distinct), gone
   if not gone:
     payload["phase_by_depth"] = [phase_of(c) for c in payload["depth"]["closest"]]
   train_wall = sum(rec["train_s"] for rec in found.values())

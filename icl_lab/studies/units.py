@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from icl_lab import results
+from icl_lab import manifest, results
 from icl_lab.analysis import evaluate, metrics
 from icl_lab.analysis.learners import FIG1_LEARNERS, get_learner
 from icl_lab.config import Config, ConfigError
@@ -137,6 +137,7 @@ def evaluate_record(run_dir: Path, spec: EvalSpec) -> dict[str, Any]:
            for step in train.kept_steps(run_dir)[:-1]] + [_curve_point(cfg.train.steps, final)]
   held = ridge_path(predict, cfg, spec.num_prompts, seed=HELDOUT_SEED)
   return {"run": run_dir.name, "config": cfg.to_dict(), "train_s": train.train_seconds(run_dir),
+          "device": manifest.device_description(),  # where it was evaluated (and, by a unit, trained)
           "lambda_star_curve": curve,
           "eval": {"learners": list(spec.learners), "num_prompts": spec.num_prompts,
                    "weights_prompts": spec.weights_prompts, "eval_seed": evaluate.EVAL_SEED},

@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from icl_lab import studies
+from icl_lab import results, studies
 from icl_lab.config import ConfigError, get_preset
 from icl_lab.io import read_json
 from icl_lab.studies import fig1, fig2, fig3, units
@@ -30,11 +30,11 @@ def test_unit_trains_exactly_one_unit_and_the_results_are_incomplete(one_unit):
   assert sorted(p.stem for p in (root / "out" / "units").glob("*.json")) == [unit_list[0].name]
   (path,) = (root / "out").glob("fig2_noise_tiny-custom-*.json")
   r = read_json(path)
-  assert r["missing_units"] == [unit_list[1].name] and r["num_units"] == 2
+  assert r["missing_units"] == [unit_list[1].name] and r["num_models"] == 2
   assert r["criteria"] == [{"name": r["criteria"][0]["name"], "value": "1 of 2", "target": "all 2", "met": False}]
   assert r["mspd_over_d_full"][0][1] is None and r["mspd_over_d_full"][0][0] > 0  # the missing column is null
   assert studies.criteria_of(path) == r["criteria"]
-  assert "not yet run" in fig2.readme(r) and "Incomplete: 1 of 2 units" in fig2.readme(r)
+  assert "not yet run" in fig2.readme(r) and "Incomplete: 1 of 2 models" in fig2.readme(r)
 
 
 def test_a_later_invocation_reuses_the_record_and_trains_only_the_missing_unit(one_unit, tmp_path):
@@ -142,3 +142,10 @@ def test_record_criteria_on_hand_values():
   (c,) = units.criteria(rec(0.5, 1.0, 0.5))  # Bayes λ = 0.25: ratio 2 is inside, 2.01 outside
   assert (c.value, c.met, c.target) == (2.0, True, "within 2× of 1")
   assert not units.criteria(rec(0.5, 1.0, 0.12))[0].met and units.criteria(rec(0.5, 1.0, 0.125))[0].met
+
+
+def test_an_incomplete_study_counts_models_not_units():
+  # Fig. 3 on a GPU: seven units of two seeds each, with one unit (two models) recorded.
+  payload = {"num_units": 7, "num_models": 14, "missing_units": [f"gpu-{i}" for i in range(12)]}
+  (crit,) = results.criteria_for(payload, lambda p: [])
+  assert (crit.value, crit.target, crit.met) == ("2 of 14", "all 14", False)
