@@ -9,7 +9,7 @@ on one H100/H200 by design (each part has a time cap; a part that runs out is re
    from XLA's FLOP count of the compiled step;
 3. the quick preset trained end to end (10k steps), its wall time and final loss;
 4. the paper preset's measured step time against `benchmarks/paper_cost.py`'s estimate
-   (FLOPs at 50 and 150 TFLOP/s sustained, at least 2 ms per step).
+   (FLOPs at 50 and 150 TFLOP/s sustained, at least 5 ms per step).
 
 Writes one file, `<out>/accelerator_<device>.json`, and prints its summary. `--smoke` checks the
 script itself on a CPU in about a minute: the tiny size, a few steps, no tests.
@@ -37,7 +37,7 @@ TESTS = ["tests/models", "tests/tasks", "tests/analysis/test_learners.py", "test
          "tests/constructions", "tests/training/test_training_core.py", "tests/training/test_train.py"]
 TESTS_CAP_S = 240
 TIMED_STEPS = 200  # per size and dtype, after a warm-up call
-ASSUMED_TFLOPS, MIN_STEP_MS = (50.0, 150.0), 2.0  # paper_cost.py's defaults
+ASSUMED_TFLOPS, MIN_STEP_MS = (50.0, 150.0), 5.0  # paper_cost.py's defaults
 
 
 def run_tests(platform: str, cap_s: float) -> dict:

@@ -3,14 +3,16 @@
 Counts the FLOPs of one training step per distinct model (compiled, not run, so this works on a
 CPU), multiplies by the steps of every model a figure trains, and turns the total into hours
 under two stated assumptions: a sustained rate in TFLOP/s, and a floor per step below which a
-small model cannot go however few FLOPs it has (kernel launches, optimizer update). These are
-estimates until a GPU run is measured; `figures/MANIFEST.json` holds measured wall clocks.
+small model cannot go however few FLOPs it has (kernel launches, optimizer update). The default
+floor, 5 ms, is measured: Fig. 3's L8/H64 two-seed ensemble stepped at 198 steps/s alone on one
+H200 (`experiments/fig3_gpu/run_log.txt`; 2 ms had been assumed before). Shallower models step
+faster (the L1 unit ran at 262 steps/s while sharing the device), so small units are over-counted.
 
 A study run in units trains each unit's models as one vmapped ensemble: a unit of K models costs
 K times the FLOPs of a step but pays the floor once. Units run one after another here; units
 started side by side on one device (docs/usage.md) overlap their floors.
 
-  python benchmarks/paper_cost.py [--preset paper|cpu|gpu] [--tflops 50,150] [--min-step-ms 2]
+  python benchmarks/paper_cost.py [--preset paper|cpu|gpu] [--tflops 50,150] [--min-step-ms 5]
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ def main() -> None:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--preset", default="paper")
   p.add_argument("--tflops", default="50,150", help="assumed sustained TFLOP/s, comma-separated")
-  p.add_argument("--min-step-ms", type=float, default=2.0, help="assumed floor per training step")
+  p.add_argument("--min-step-ms", type=float, default=5.0,
+                 help="floor per training step (5: measured for L8/H64 on one H200)")
   args = p.parse_args()
   rates = [float(r) for r in args.tflops.split(",")]
   cache: dict[tuple, float] = {}
