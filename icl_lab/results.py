@@ -184,5 +184,5 @@ def fmt_value(value: Any) -> str:
 
 def format_criteria(criteria: Sequence[Mapping[str, Any]]) -> str:
   """One line per criterion: met / missed / inconclusive, name, value and target."""
-  return "\n".join(f"{verdict(c):6s} {c['name']}: {fmt_value(c['value'])} (target: {c['target']})"
+  return "\n".join(f"{verdict(c):12s} {c['name']}: {fmt_value(c['value'])} (target: {c['target']})"
                    for c in criteria)
