@@ -77,6 +77,7 @@ class Settings:
   wsd_decay_frac: float = 0.2
   entropy_sequences: int = 2048
   num_boot: int = 200  # bootstrap resamples (sequences for H, probe facts for A and F)
+  p_persons: int | None = None  # P (world 0 accuracy) on this many persons' facts; None: every person
   decay_from: float = 0.1  # the decay criteria use checkpoints from this fraction of pretraining on
   cpu_s: float | None = None  # expected wall clock on a 2-core CPU; None: needs a GPU
 
@@ -103,6 +104,15 @@ PRETRAIN = {
                        lr=2e-3, checkpoints_kept=20, steps_per_call=100),
     # A GPU run (an estimated 1-2 hours on one H200, not yet run): a wider, deeper model on a world of
     # 4096 persons, continual learning at the paper's scale (1600 steps, batch 128, injections every 160).
+    # Capacity pressure (defined, not yet run): the quick model on a world of two-token names holding
+    # 1.54x its measured capacity (`capacity_ratio`), so the final checkpoint cannot answer every
+    # pretraining fact, as the quick world's checkpoints all do (P = 1). 20k steps give each fact
+    # about 95 exposures on average (Zipf: far fewer for rare persons), near the 100 at which the
+    # capacity was measured.
+    "pressure": _pretrain("pressure", ModelConfig(layers=2, hidden=64, heads=4, mlp="swiglu"),
+                          FactConfig(persons=13_500, values=32, name_tokens=2, name_pool=168, paraphrase_facts=32,
+                                     once_facts=32), steps=20_000, batch=64, lr=2e-3, checkpoints_kept=20,
+                          steps_per_call=100),
     "gpu": _pretrain("gpu", ModelConfig(layers=8, hidden=256, heads=8, mlp="swiglu"),
                      FactConfig(persons=4096, relations=8, values=32, filler_vocab=256, filler_branching=4,
                                 sentences=16, paraphrase_facts=64, once_facts=64),
@@ -118,8 +128,29 @@ SETTINGS = {
     # and 2 of earlier ones (the 20% and 50% checkpoints, whose unedited runs serve as reference).
     "quick": Settings(cl_steps=300, cl_batch=64, cl_lr=1e-3, inject_every=30, resus_q=(0.5, 1.0, 2.0),
                       entropy_sequences=1024, cpu_s=3000),
+    # The quick schedule on the pressure world; P on 2048 of its 13,500 persons (32,768 prompts),
+    # since scoring all 216,000 (16 s each on a loaded CPU) at 84 checkpoints would add 20 minutes.
+    # About 3.5 hours on 2 idle cores, estimated, not run: 300 steps took 2.25x the quick preset's
+    # time in the same (loaded) session, almost all of it the Zipf draw of persons (a Gumbel over
+    # 13,500 logits per sentence: 410 ms a batch against 3 ms for the quick world's whole sampler),
+    # with 2.5x the quick preset's pretraining steps.
+    "pressure": Settings(cl_steps=300, cl_batch=64, cl_lr=1e-3, inject_every=30, resus_q=(0.5, 1.0, 2.0),
+                         entropy_sequences=1024, p_persons=2048, cpu_s=12_600),
     "gpu": Settings(entropy_sequences=2048),
 }
+
+
+# The most bits per non-embedding parameter the capacity study measured (figures/knowledge_capacity.json,
+# L1/H8 at 2048 persons, 100 exposures): the largest capacity a model may be credited with, so a world
+# sized against it is over capacity under any of the measured rates.
+BITS_PER_PARAM = 1.325
+
+
+def capacity_ratio(cfg: Config, params: int, bits_per_param: float = BITS_PER_PARAM) -> float:
+  """World 0's information (persons × relations × log₂V bits) over the model's capacity (its
+  non-embedding `params` × `bits_per_param`): above 1 the model cannot store every fact."""
+  fc = cfg.facts
+  return fc.persons * fc.relations * math.log2(fc.values) / (params * bits_per_param)
 
 
 def pretrain_config(preset: str, s: Settings, overrides=()) -> Config:
@@ -158,14 +189,14 @@ def configs(preset: str, overrides=()) -> list[Config]:
 # Measurements
 
 
-def knowledge_scores(model, facts: FactConfig) -> dict:
+def knowledge_scores(model, facts: FactConfig, p_persons: int | None = None) -> dict:
   """K per probe (mean log-probability of the fictional values) and their mean; K_accuracy (the
   multiple-choice accuracy on the fictional facts against their relation's other values, mean over
   probes), so a change of A reads as facts answered or not; P (world 0 accuracy). "_items" keeps
   each prompt's scores for the bootstrap; it never reaches a file."""
   k = {f"{split}_{kind}": fact_world.score(model, fact_world.fictional_probe(facts, split, kind), items=True)
        for split, kind in PROBES if (facts.paraphrase_facts if split == "paraphrase" else facts.once_facts)}
-  known = fact_world.score(model, fact_world.known_probe(facts), items=True)
+  known = fact_world.score(model, fact_world.known_probe(facts, persons=p_persons), items=True)
   return {"K": float(np.mean([v["logprob"] for v in k.values()])),
           "K_by_probe": {p: v["logprob"] for p, v in k.items()},
           "K_accuracy": float(np.mean([v["accuracy"] for v in k.values()])),
@@ -225,7 +256,7 @@ def _continue(pt: Config, s: Settings, source: Path, step: int, runs_dir: Path, 
   cfg = continual_config(pt, s, source, step)
   run_dir = train.train(cfg, runs_dir)
   _, model = train.load_model(run_dir)
-  cl = knowledge_scores(model, cfg.facts)
+  cl = knowledge_scores(model, cfg.facts, s.p_persons)
   return {"cl_run": run_dir.name, "cl": public(cl), **scores_vs(ref, cl, s.num_boot),
           "cl_train_s": train.train_seconds(run_dir)}
 
@@ -240,7 +271,7 @@ def _entropy_curve(pt: Config, run_dir: Path, s: Settings, ids_NxT) -> dict:
   curve = {"run": run_dir.name, "steps": [0, *steps], "reports": {}, "cbar": {}, "boot": {}, "P": {},
            "P_boot": {}}
   models = {0: tasks.get_task(pt).build_model(pt, pt.train.seed)}
-  known = fact_world.known_probe(pt.facts)
+  known = fact_world.known_probe(pt.facts, persons=s.p_persons)
   # One resample of the facts for every checkpoint (and seed), so P's replicates stay paired.
   idx_RxN = np.random.default_rng(0).integers(0, len(known.target_N), (s.num_boot, len(known.target_N)))
   for step in curve["steps"]:
@@ -260,7 +291,7 @@ def _from_checkpoints(pt: Config, run_dir: Path, curve: dict, sources: list[int]
   rows = []
   for step in sources:
     if step not in refs:
-      refs[step] = knowledge_scores(train.load_model(run_dir, step)[1], pt.facts)
+      refs[step] = knowledge_scores(train.load_model(run_dir, step)[1], pt.facts, s.p_persons)
     row = {"step": step, "frac": step / pt.train.steps, "entropy": curve["reports"][step].total,
            "pt": public(refs[step]), **_continue(pt, s, run_dir, step, runs_dir, refs[step])}
     rows.append(row)
@@ -274,7 +305,7 @@ def _resuscitated(pt: Config, run_dir: Path, curve: dict, step: int, p: float, q
   checkpoint, so damage done by the edit counts as forgetting."""
   _, model = train.load_model(run_dir, step)
   if step not in refs:
-    refs[step] = knowledge_scores(model, pt.facts)
+    refs[step] = knowledge_scores(model, pt.facts, s.p_persons)
   cbar = curve["cbar"][step]
   new = ke.resuscitate(model, cbar, p, q)
   folder = write_checkpoint_folder(runs_dir / f"{run_dir.name}-resus-s{step}-p{p:g}-q{q:g}", pt, new, step)
@@ -282,7 +313,7 @@ def _resuscitated(pt: Config, run_dir: Path, curve: dict, step: int, p: float, q
   row = {"step": step, "frac": step / pt.train.steps, "p": p, "q": q, "entropy_before": curve["reports"][step].total,
          "entropy_after": after.total, "normalised_after": after.normalised,
          "units_changed": int((ke.resuscitation_scales(cbar, p, q) != 1.0).sum()),
-         "pt": public(refs[step]), "edited": public(knowledge_scores(new, pt.facts)),
+         "pt": public(refs[step]), "edited": public(knowledge_scores(new, pt.facts, s.p_persons)),
          **_continue(pt, s, folder, step, runs_dir, refs[step])}
   print(f"{run_dir.name} step {step} resuscitated p = {p:g}, q = {q:g}: H {row['entropy_before']:.4f} -> "
         f"{row['entropy_after']:.4f}, A = {row['A']:+.4f}  F = {row['F']:+.4f}", flush=True)

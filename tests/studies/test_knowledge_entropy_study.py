@@ -15,7 +15,7 @@ STEMS = (study.DECAY, study.ACQUISITION, study.RESUSCITATION)
 
 def test_registered_with_presets_settings_and_three_outputs():
   s = studies.get("knowledge_entropy")
-  assert s.results_stems == STEMS and set(s.presets) == {"tiny", "quick", "gpu"} == set(study.SETTINGS)
+  assert s.results_stems == STEMS and set(s.presets) == {"tiny", "quick", "pressure", "gpu"} == set(study.SETTINGS)
   assert s.presets["gpu"] is None and s.presets["tiny"] <= 60 and s.presets["quick"] <= 3600
   for stem in STEMS:
     assert studies.output_for(f"{stem}_tiny")[0] is s
@@ -157,3 +157,26 @@ def test_control_criteria_use_only_its_checkpoints_before_the_decay():
   assert len(crit) == 6 and crit[4].name.startswith("WSD control") and crit[4].met is False and crit[5].met
   text = study.readme_acquisition({"sources": rows, "control_sources": rows})
   assert text.count("| WSD control |") == 2
+
+
+def test_pressure_world_exceeds_the_measured_capacity_with_multi_token_names():
+  """The pressure preset's world holds ≥ 1.5x the model's capacity at the most bits per parameter
+  the capacity study measured, in names of several tokens (no per-person embedding row)."""
+  from pathlib import Path
+
+  from icl_lab import tasks
+  from icl_lab.analysis import capacity
+  from icl_lab.tasks import fact_world
+
+  measured = read_json(Path(__file__).resolve().parents[2] / "figures" / "knowledge_capacity.json")
+  best = max(w["bits_per_param"] for size in measured["sizes"] for w in size["worlds"])
+  assert study.BITS_PER_PARAM == pytest.approx(best, abs=5e-4)
+  cfg = study.pretrain_config("pressure", study.SETTINGS["pressure"])
+  assert cfg.model == study.PRETRAIN["quick"].model  # the quick model, so the two worlds compare
+  params = capacity.non_embedding_params(tasks.get_task(cfg).build_model(cfg, 0))
+  assert study.capacity_ratio(cfg, params) >= 1.5 and cfg.facts.name_tokens in (2, 3)
+  assert fact_world.name_table(cfg.facts).shape == (2 * fact_world.persons_per_world(cfg.facts), 2)
+  # P on a fixed sample of persons: the same facts for every model.
+  fc = cfg.facts
+  a, b = fact_world.known_probe(fc, persons=50), fact_world.known_probe(fc, persons=50)
+  assert len(a.target_N) == 50 * fc.relations * fc.templates and (a.ids_NxL == b.ids_NxL).all()
