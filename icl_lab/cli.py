@@ -153,7 +153,7 @@ def cmd_studies(args) -> None:
         print(f"  {base}: not run")
         continue
       for c in crit:
-        print(f"  {base}: {'met' if c['met'] else 'missed'}: {c['name']} = {results.fmt_value(c['value'])} "
+        print(f"  {base}: {results.verdict(c)}: {c['name']} = {results.fmt_value(c['value'])} "
               f"(target {c['target']})")
 
 

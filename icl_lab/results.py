@@ -49,9 +49,36 @@ class Criterion:
   value: Any
   target: str
   met: bool
+  # The point estimate meets the target but its interval does not exclude the other side of zero:
+  # never met (scoreboards count it as not met), shown as "inconclusive". Stored only when set, so
+  # every other study's files keep their four keys.
+  inconclusive: bool = False
 
   def to_dict(self) -> dict[str, Any]:
-    return {"name": self.name, "value": self.value, "target": self.target, "met": bool(self.met)}
+    out = {"name": self.name, "value": self.value, "target": self.target, "met": bool(self.met)}
+    if self.inconclusive:
+      out["inconclusive"] = True
+    return out
+
+
+def verdict(c: Criterion | Mapping[str, Any]) -> str:
+  """"met", "missed" or "inconclusive", of a Criterion or its stored dict (old files lack the key)."""
+  met, inconclusive = (c.met, c.inconclusive) if isinstance(c, Criterion) else (c["met"], c.get("inconclusive"))
+  return "met" if met else "inconclusive" if inconclusive else "missed"
+
+
+def directional(name: str, value: Any, target: str, holds: bool, intervals: Sequence[Any],
+                directions: Sequence[int]) -> Criterion:
+  """A criterion that compares point estimates ("A falls", "ΔF < 0"): met only when the point
+  estimate `holds` and every 95% interval of a difference lies on its stated side of zero
+  (`directions`: +1 above, −1 below). A point estimate on the right side whose interval reaches
+  zero, or that has no interval, is inconclusive; one on the wrong side is missed."""
+  target = f"{target}, 95% interval excluding 0"
+  if not holds:
+    return Criterion(name, value, target, False)
+  clear = all(ci is not None and (ci[0] > 0 if d > 0 else ci[1] < 0)
+              for ci, d in zip(intervals, directions, strict=True))
+  return Criterion(name, value, target, clear, inconclusive=not clear)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,6 +183,6 @@ def fmt_value(value: Any) -> str:
 
 
 def format_criteria(criteria: Sequence[Mapping[str, Any]]) -> str:
-  """One line per criterion: met / missed, name, value and target."""
-  return "\n".join(f"{'met' if c['met'] else 'missed':6s} {c['name']}: {fmt_value(c['value'])} (target: {c['target']})"
+  """One line per criterion: met / missed / inconclusive, name, value and target."""
+  return "\n".join(f"{verdict(c):12s} {c['name']}: {fmt_value(c['value'])} (target: {c['target']})"
                    for c in criteria)

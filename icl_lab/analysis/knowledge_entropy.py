@@ -101,6 +101,22 @@ def bootstrap_entropy(coeff_NxLxW: np.ndarray, num_boot: int = 200, seed: int = 
   return np.array([entropy_of_means(c).sum() for c in cbar_RxLxW])
 
 
+def seed_bootstrap(reps_SxR, num_boot: int | None = None, seed: int = 0) -> np.ndarray:
+  """mean_B: a hierarchical bootstrap of the mean over seeds. Each replicate resamples the S seeds
+  with replacement, then gives every drawn seed one of its own item-level replicates (reps_SxR: a
+  resample of its sequences or probe prompts each), drawn independently, so a seed drawn twice gets
+  two item resamples. Its interval therefore includes the spread between seeds, which averaging the
+  seeds' replicates first leaves out. The draws depend only on (S, R, num_boot, seed), so quantities
+  bootstrapped with one seed stay paired and their differences have intervals too. With two seeds
+  a quarter of the replicates are each seed alone, so the interval spans about both seeds' values."""
+  reps_SxR = np.asarray(reps_SxR, np.float64)
+  s, r = reps_SxR.shape
+  rng = np.random.default_rng(seed)
+  n = r if num_boot is None else num_boot
+  seeds_BxS, items_BxS = rng.integers(0, s, (n, s)), rng.integers(0, r, (n, s))
+  return reps_SxR[seeds_BxS, items_BxS].mean(1)
+
+
 def knowledge_entropy(model, ids_NxT, chunk: int = 256) -> EntropyReport:
   """Knowledge entropy per layer and summed (with attention and next-token entropy)."""
   return measure(model, ids_NxT, chunk)[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from icl_lab import results
 from icl_lab.results import fmt_value
 from icl_lab.studies.base import Output
 
@@ -50,9 +51,9 @@ def render(out: Output, new: dict[str, Any], committed: dict[str, Any], new_path
   same_verdicts = True
   for name in dict.fromkeys([*crit_new, *crit_old]):
     a, b = crit_new.get(name), crit_old.get(name)
-    show = lambda c: "absent" if c is None else f"{'met' if c.met else 'missed'} ({fmt_value(c.value)})"
+    show = lambda c: "absent" if c is None else f"{results.verdict(c)} ({fmt_value(c.value)})"
     # A criterion the committed file predates is shown, not held against the reproduction.
-    same_verdicts &= a is None or b is None or a.met == b.met
+    same_verdicts &= a is None or b is None or results.verdict(a) == results.verdict(b)
     lines.append(f"  {name}: {show(a)} | {show(b)}")
   nums_new, nums_old = key_numbers(out, new), key_numbers(out, committed)
   disagree = []

@@ -15,8 +15,13 @@ synthetic fact world (`icl_lab.tasks.fact_world`), not on OLMo.
 4. A warmup-stable-decay control run per seed, whose checkpoints before its decay continue too:
    a trend across them cannot come from the annealed learning rate.
 
-Every number is the mean over the pretraining seeds, with each seed's value and a 95% bootstrap
-interval (sequences for H, paired probe prompts for A and F).
+Every number is the mean over the pretraining seeds, with each seed's value and a 95% interval from
+a hierarchical bootstrap: the seeds resampled, then items within each drawn seed (sequences for H,
+paired probe prompts for A, F and P), so the interval includes the spread between seeds. Beside A
+stand its parts (K before and after, and the multiple-choice accuracy on the new facts), and beside
+H, A and F the fraction P of pretraining facts each checkpoint answers, so saturation is visible.
+Criteria that compare point estimates ("A falls", "ΔF < 0") are met only when the paired interval
+of the change excludes 0 in that direction, and are inconclusive otherwise (`results.directional`).
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ from icl_lab.training import checkpoints, train
 NAME = "knowledge_entropy"
 HEADLINE_PRESET = "quick"
 DECAY, ACQUISITION, RESUSCITATION = "knowledge_entropy_decay", "knowledge_acquisition", "knowledge_resuscitation"
+# How the *_ci95 intervals are drawn; files without the key predate it and hold within-seed intervals.
+INTERVAL = "hierarchical bootstrap: seeds, then items within each drawn seed"
 PROBES = tuple((split, kind) for split in ("paraphrase", "once") for kind in ("memorisation", "generalisation"))
 
 
@@ -70,6 +77,7 @@ class Settings:
   wsd_decay_frac: float = 0.2
   entropy_sequences: int = 2048
   num_boot: int = 200  # bootstrap resamples (sequences for H, probe facts for A and F)
+  p_persons: int | None = None  # P (world 0 accuracy) on this many persons' facts; None: every person
   decay_from: float = 0.1  # the decay criteria use checkpoints from this fraction of pretraining on
   cpu_s: float | None = None  # expected wall clock on a 2-core CPU; None: needs a GPU
 
@@ -96,6 +104,15 @@ PRETRAIN = {
                        lr=2e-3, checkpoints_kept=20, steps_per_call=100),
     # A GPU run (an estimated 1-2 hours on one H200, not yet run): a wider, deeper model on a world of
     # 4096 persons, continual learning at the paper's scale (1600 steps, batch 128, injections every 160).
+    # Capacity pressure (defined, not yet run): the quick model on a world of two-token names holding
+    # 1.54x its measured capacity (`capacity_ratio`), so the final checkpoint cannot answer every
+    # pretraining fact, as the quick world's checkpoints all do (P = 1). 20k steps give each fact
+    # about 95 exposures on average (Zipf: far fewer for rare persons), near the 100 at which the
+    # capacity was measured.
+    "pressure": _pretrain("pressure", ModelConfig(layers=2, hidden=64, heads=4, mlp="swiglu"),
+                          FactConfig(persons=13_500, values=32, name_tokens=2, name_pool=168, paraphrase_facts=32,
+                                     once_facts=32), steps=20_000, batch=64, lr=2e-3, checkpoints_kept=20,
+                          steps_per_call=100),
     "gpu": _pretrain("gpu", ModelConfig(layers=8, hidden=256, heads=8, mlp="swiglu"),
                      FactConfig(persons=4096, relations=8, values=32, filler_vocab=256, filler_branching=4,
                                 sentences=16, paraphrase_facts=64, once_facts=64),
@@ -111,8 +128,29 @@ SETTINGS = {
     # and 2 of earlier ones (the 20% and 50% checkpoints, whose unedited runs serve as reference).
     "quick": Settings(cl_steps=300, cl_batch=64, cl_lr=1e-3, inject_every=30, resus_q=(0.5, 1.0, 2.0),
                       entropy_sequences=1024, cpu_s=3000),
+    # The quick schedule on the pressure world; P on 2048 of its 13,500 persons (32,768 prompts),
+    # since scoring all 216,000 (16 s each on a loaded CPU) at 84 checkpoints would add 20 minutes.
+    # About 3.5 hours on 2 idle cores, estimated, not run: 300 steps took 2.25x the quick preset's
+    # time in the same (loaded) session, almost all of it the Zipf draw of persons (a Gumbel over
+    # 13,500 logits per sentence: 410 ms a batch against 3 ms for the quick world's whole sampler),
+    # with 2.5x the quick preset's pretraining steps.
+    "pressure": Settings(cl_steps=300, cl_batch=64, cl_lr=1e-3, inject_every=30, resus_q=(0.5, 1.0, 2.0),
+                         entropy_sequences=1024, p_persons=2048, cpu_s=12_600),
     "gpu": Settings(entropy_sequences=2048),
 }
+
+
+# The most bits per non-embedding parameter the capacity study measured (figures/knowledge_capacity.json,
+# L1/H8 at 2048 persons, 100 exposures): the largest capacity a model may be credited with, so a world
+# sized against it is over capacity under any of the measured rates.
+BITS_PER_PARAM = 1.325
+
+
+def capacity_ratio(cfg: Config, params: int, bits_per_param: float = BITS_PER_PARAM) -> float:
+  """World 0's information (persons × relations × log₂V bits) over the model's capacity (its
+  non-embedding `params` × `bits_per_param`): above 1 the model cannot store every fact."""
+  fc = cfg.facts
+  return fc.persons * fc.relations * math.log2(fc.values) / (params * bits_per_param)
 
 
 def pretrain_config(preset: str, s: Settings, overrides=()) -> Config:
@@ -151,14 +189,19 @@ def configs(preset: str, overrides=()) -> list[Config]:
 # Measurements
 
 
-def knowledge_scores(model, facts: FactConfig) -> dict:
-  """K per probe (mean log-probability of the fictional values) and their mean; P (world 0
-  accuracy). "_items" keeps each prompt's scores for the bootstrap; it never reaches a file."""
+def knowledge_scores(model, facts: FactConfig, p_persons: int | None = None) -> dict:
+  """K per probe (mean log-probability of the fictional values) and their mean; K_accuracy (the
+  multiple-choice accuracy on the fictional facts against their relation's other values, mean over
+  probes), so a change of A reads as facts answered or not; P (world 0 accuracy). "_items" keeps
+  each prompt's scores for the bootstrap; it never reaches a file."""
   k = {f"{split}_{kind}": fact_world.score(model, fact_world.fictional_probe(facts, split, kind), items=True)
        for split, kind in PROBES if (facts.paraphrase_facts if split == "paraphrase" else facts.once_facts)}
-  known = fact_world.score(model, fact_world.known_probe(facts), items=True)
+  known = fact_world.score(model, fact_world.known_probe(facts, persons=p_persons), items=True)
   return {"K": float(np.mean([v["logprob"] for v in k.values()])),
-          "K_by_probe": {p: v["logprob"] for p, v in k.items()}, "P": known["accuracy"], "P_logprob": known["logprob"],
+          "K_by_probe": {p: v["logprob"] for p, v in k.items()},
+          "K_accuracy": float(np.mean([v["accuracy"] for v in k.values()])),
+          "K_accuracy_by_probe": {p: v["accuracy"] for p, v in k.items()},
+          "P": known["accuracy"], "P_logprob": known["logprob"],
           "_items": {"K": {p: v["logprob_N"] for p, v in k.items()}, "P": known["hits_N"]}}
 
 
@@ -213,7 +256,7 @@ def _continue(pt: Config, s: Settings, source: Path, step: int, runs_dir: Path, 
   cfg = continual_config(pt, s, source, step)
   run_dir = train.train(cfg, runs_dir)
   _, model = train.load_model(run_dir)
-  cl = knowledge_scores(model, cfg.facts)
+  cl = knowledge_scores(model, cfg.facts, s.p_persons)
   return {"cl_run": run_dir.name, "cl": public(cl), **scores_vs(ref, cl, s.num_boot),
           "cl_train_s": train.train_seconds(run_dir)}
 
@@ -225,13 +268,21 @@ def _nearest(steps: list[int], frac: float, total: int) -> int:
 def _entropy_curve(pt: Config, run_dir: Path, s: Settings, ids_NxT) -> dict:
   """Entropies at initialisation and at every kept checkpoint of one pretraining run."""
   steps = checkpoint_steps(run_dir, pt.train.keep_checkpoints)
-  curve = {"run": run_dir.name, "steps": [0, *steps], "reports": {}, "cbar": {}, "boot": {}}
+  curve = {"run": run_dir.name, "steps": [0, *steps], "reports": {}, "cbar": {}, "boot": {}, "P": {},
+           "P_boot": {}}
   models = {0: tasks.get_task(pt).build_model(pt, pt.train.seed)}
+  known = fact_world.known_probe(pt.facts, persons=s.p_persons)
+  # One resample of the facts for every checkpoint (and seed), so P's replicates stay paired.
+  idx_RxN = np.random.default_rng(0).integers(0, len(known.target_N), (s.num_boot, len(known.target_N)))
   for step in curve["steps"]:
     model = models[step] if step in models else train.load_model(run_dir, step)[1]
     report, cbar, boot = ke.measure(model, ids_NxT, num_boot=s.num_boot)
     curve["reports"][step], curve["cbar"][step], curve["boot"][step] = report, cbar, boot
-    print(f"{run_dir.name} step {step:6d}  H = {report.total:.4f}  H/(L ln W) = {report.normalised:.5f}", flush=True)
+    # P: the fraction of pretraining facts this checkpoint answers (is the world saturated?).
+    hits_N = fact_world.score(model, known, items=True)["hits_N"]
+    curve["P"][step], curve["P_boot"][step] = float(hits_N.mean()), hits_N[idx_RxN].mean(1)
+    print(f"{run_dir.name} step {step:6d}  H = {report.total:.4f}  H/(L ln W) = {report.normalised:.5f}  "
+          f"P = {curve['P'][step]:.4f}", flush=True)
   return curve
 
 
@@ -240,7 +291,7 @@ def _from_checkpoints(pt: Config, run_dir: Path, curve: dict, sources: list[int]
   rows = []
   for step in sources:
     if step not in refs:
-      refs[step] = knowledge_scores(train.load_model(run_dir, step)[1], pt.facts)
+      refs[step] = knowledge_scores(train.load_model(run_dir, step)[1], pt.facts, s.p_persons)
     row = {"step": step, "frac": step / pt.train.steps, "entropy": curve["reports"][step].total,
            "pt": public(refs[step]), **_continue(pt, s, run_dir, step, runs_dir, refs[step])}
     rows.append(row)
@@ -254,7 +305,7 @@ def _resuscitated(pt: Config, run_dir: Path, curve: dict, step: int, p: float, q
   checkpoint, so damage done by the edit counts as forgetting."""
   _, model = train.load_model(run_dir, step)
   if step not in refs:
-    refs[step] = knowledge_scores(model, pt.facts)
+    refs[step] = knowledge_scores(model, pt.facts, s.p_persons)
   cbar = curve["cbar"][step]
   new = ke.resuscitate(model, cbar, p, q)
   folder = write_checkpoint_folder(runs_dir / f"{run_dir.name}-resus-s{step}-p{p:g}-q{q:g}", pt, new, step)
@@ -262,7 +313,8 @@ def _resuscitated(pt: Config, run_dir: Path, curve: dict, step: int, p: float, q
   row = {"step": step, "frac": step / pt.train.steps, "p": p, "q": q, "entropy_before": curve["reports"][step].total,
          "entropy_after": after.total, "normalised_after": after.normalised,
          "units_changed": int((ke.resuscitation_scales(cbar, p, q) != 1.0).sum()),
-         "edited": public(knowledge_scores(new, pt.facts)), **_continue(pt, s, folder, step, runs_dir, refs[step])}
+         "pt": public(refs[step]), "edited": public(knowledge_scores(new, pt.facts, s.p_persons)),
+         **_continue(pt, s, folder, step, runs_dir, refs[step])}
   print(f"{run_dir.name} step {step} resuscitated p = {p:g}, q = {q:g}: H {row['entropy_before']:.4f} -> "
         f"{row['entropy_after']:.4f}, A = {row['A']:+.4f}  F = {row['F']:+.4f}", flush=True)
   return row
@@ -301,12 +353,41 @@ def _one_seed(pt: Config, run_dir: Path, wsd_cfg: Config | None, wsd_dir: Path |
 
 
 # ---------------------------------------------------------------------------
-# Aggregation over seeds: means, each seed's value, and 95% intervals from the mean of the
-# seeds' bootstrap replicates (resampling sequences for H, probe prompts for A and F).
+# Aggregation over seeds: means, each seed's value, and 95% intervals from a hierarchical
+# bootstrap (seeds, then sequences for H or probe prompts for A, F and P within each drawn seed;
+# `ke.seed_bootstrap`). The within-seed interval (the mean of the seeds' replicates, which leaves
+# the spread between seeds out) is kept beside it as `*_ci95_items` for comparison.
+
+
+def _quantiles(replicates_R) -> list[float]:
+  return np.quantile(replicates_R, [0.025, 0.975]).tolist()
 
 
 def _ci(replicates_SxR) -> list[float]:
-  return np.quantile(np.mean(replicates_SxR, axis=0), [0.025, 0.975]).tolist()
+  """The 95% interval of the seed mean: seeds resampled, then items within each drawn seed."""
+  return _quantiles(ke.seed_bootstrap(replicates_SxR))
+
+
+def _ci_items(replicates_SxR) -> list[float]:
+  """The within-seed interval (items resampled, seeds fixed): narrower than the seeds' spread."""
+  return _quantiles(np.mean(replicates_SxR, axis=0))
+
+
+def _diff(new: dict, old: dict, key: str) -> tuple[float, list[float]]:
+  """new − old of `key` and its 95% interval, from the rows' paired hierarchical replicates."""
+  return new[key] - old[key], _quantiles(new["_boot"][key] - old["_boot"][key])
+
+
+def strip(rows: list[dict]) -> list[dict]:
+  """Rows without their replicates, which never reach a file."""
+  return [{k: v for k, v in row.items() if k != "_boot"} for row in rows]
+
+
+def _trend(rows: list[dict]) -> dict:
+  """A and F from the earliest to the latest continued checkpoint, with paired intervals."""
+  rows = sorted(rows, key=lambda x: x["step"])
+  (da, da_ci), (df, df_ci) = _diff(rows[-1], rows[0], "A"), _diff(rows[-1], rows[0], "F")
+  return {"from": rows[0]["step"], "to": rows[-1]["step"], "dA": da, "dA_ci95": da_ci, "dF": df, "dF_ci95": df_ci}
 
 
 def _curve_summary(curves: list[dict], max_entropy: float) -> dict:
@@ -318,6 +399,10 @@ def _curve_summary(curves: list[dict], max_entropy: float) -> dict:
           "entropy": np.mean([[r.total for r in row] for row in rep], 0).tolist(),
           "entropy_seeds": [[r.total for r in row] for row in rep],
           "entropy_ci95": [_ci([c["boot"][t] for c in curves]) for t in steps],
+          "entropy_ci95_items": [_ci_items([c["boot"][t] for c in curves]) for t in steps],
+          "P": np.mean([[c["P"][t] for t in steps] for c in curves], 0).tolist(),
+          "P_seeds": [[c["P"][t] for t in steps] for c in curves],
+          "P_ci95": [_ci([c["P_boot"][t] for c in curves]) for t in steps],
           "normalised": np.mean([[r.normalised for r in row] for row in rep], 0).tolist(),
           "per_layer": np.mean([[list(r.per_layer) for r in row] for row in rep], 0).tolist(),
           "attention": np.mean([[r.attention for r in row] for row in rep], 0).tolist(),
@@ -331,17 +416,25 @@ def _rows_summary(rows_by_seed: list[list[dict]], keys=("step",)) -> list[dict]:
   for rows in zip(*rows_by_seed):
     first = rows[0]
     row = {k: first[k] for k in (*keys, "frac") if k in first}
+    row["_boot"] = {}
     for key in ("A", "F"):
       row[key] = float(np.mean([r[key] for r in rows]))
       row[f"{key}_seeds"] = [r[key] for r in rows]
-      row[f"{key}_ci95"] = _ci([r["_boot"][key] for r in rows])
+      row["_boot"][key] = ke.seed_bootstrap([r["_boot"][key] for r in rows])
+      row[f"{key}_ci95"] = _quantiles(row["_boot"][key])
+      row[f"{key}_ci95_items"] = _ci_items([r["_boot"][key] for r in rows])
     row["A_by_probe"] = {p: float(np.mean([r["A_by_probe"][p] for r in rows])) for p in first["A_by_probe"]}
+    # A's parts: K (mean log-probability of the new values) before and after, and the multiple-choice
+    # accuracy on the new facts after, so a change of A can be read as facts answered.
+    parts = {"K_pt": ("pt", "K"), "K_cl": ("cl", "K"), "acc_new_pt": ("pt", "K_accuracy"),
+             "acc_new_cl": ("cl", "K_accuracy"), "P_pt": ("pt", "P"), "P_cl": ("cl", "P")}
+    for name, (which, key) in parts.items():
+      if which in first:
+        row[f"{name}_seeds"] = [r[which][key] for r in rows]
+        row[name] = float(np.mean(row[f"{name}_seeds"]))
     for key in ("entropy", "entropy_before", "entropy_after", "units_changed"):
       if key in first:
         row[key] = float(np.mean([r[key] for r in rows]))
-    if "pt" in first:
-      row["P_pt"] = float(np.mean([r["pt"]["P"] for r in rows]))
-      row["K_pt"] = float(np.mean([r["pt"]["K"] for r in rows]))
     row["cl_runs"] = [r["cl_run"] for r in rows]
     out.append(row)
   return out
@@ -367,7 +460,7 @@ def run(req: RunRequest, dest: results.Destination) -> list[Path]:
   common_cfg = {"preset": req.preset, "seeds_list": list(s.seeds), "total_steps": pt.train.steps}
 
   decay = {**common_cfg, "config": pt.to_dict(), "decay_from": s.decay_from,
-           "num_sequences": s.entropy_sequences, "num_boot": s.num_boot,
+           "num_sequences": s.entropy_sequences, "num_boot": s.num_boot, "interval": INTERVAL,
            **_curve_summary([x["curve"] for x in per_seed], max_entropy),
            "pretrain_s": [train.train_seconds(d) for d in dirs]}
   if wsd_cfgs:
@@ -377,10 +470,14 @@ def run(req: RunRequest, dest: results.Destination) -> list[Path]:
 
   acquisition = {**common_cfg, "cl_steps": s.cl_steps, "cl_lr": s.cl_lr, "cl_end_lr_frac": s.cl_end_lr_frac,
                  "inject_every": s.inject_every, "num_boot": s.num_boot,
-                 "sources": _rows_summary([x["sources"] for x in per_seed]),
-                 "continual_config": continual_config(cfgs[0], s, dirs[0], per_seed[0]["sources"][0]["step"]).to_dict()}
+                 "interval": INTERVAL}
+  sources = _rows_summary([x["sources"] for x in per_seed])
+  acquisition.update(sources=strip(sources), trend=_trend(sources) if len(sources) >= 2 else None)
+  first_source = per_seed[0]["sources"][0]["step"]
+  acquisition["continual_config"] = continual_config(cfgs[0], s, dirs[0], first_source).to_dict()
   if wsd_cfgs:
-    acquisition["control_sources"] = _rows_summary([x["control"]["sources"] for x in per_seed])
+    control = _rows_summary([x["control"]["sources"] for x in per_seed])
+    acquisition.update(control_sources=strip(control), control_trend=_trend(control) if len(control) >= 2 else None)
 
   final = per_seed[0]["curve"]["steps"][-1]
   keys = list(per_seed[0]["resus"])
@@ -388,8 +485,10 @@ def run(req: RunRequest, dest: results.Destination) -> list[Path]:
   bases = {step: _rows_summary([[x["base"][step]] for x in per_seed])[0] for step in {k[0] for k in keys}}
   for row in resus.values():
     b = bases[row["step"]]
-    row["dA"], row["dF"] = row["A"] - b["A"], row["F"] - b["F"]
-  resuscitation = {**common_cfg, "step": final, "p": s.resus_p, "num_boot": s.num_boot,
+    (row["dA"], row["dA_ci95"]), (row["dF"], row["dF_ci95"]) = _diff(row, b, "A"), _diff(row, b, "F")
+  resus = {k: strip([row])[0] for k, row in resus.items()}
+  bases = {k: strip([row])[0] for k, row in bases.items()}
+  resuscitation = {**common_cfg, "step": final, "p": s.resus_p, "num_boot": s.num_boot, "interval": INTERVAL,
                    "base": {k: bases[final][k] for k in ("A", "F", "entropy", "A_ci95", "F_ci95", "A_seeds",
                                                          "F_seeds")},
                    "settings": [resus[k] for k in keys if k[0] == final and k[1] == s.resus_p and k[2] in s.resus_q],
@@ -451,16 +550,32 @@ def _ratio(num: float, den: float) -> float | None:
   return num / den if den > 0 else None
 
 
+def diff_interval(new: dict, old: dict, key: str, stored: list[float] | None = None) -> list[float] | None:
+  """The 95% interval of new[key] − old[key]: the stored paired one, else (files written before it)
+  the widest difference of the two rows' own intervals, which excludes 0 exactly when they are
+  disjoint; None without intervals."""
+  if stored is not None:
+    return stored
+  a, b = new.get(f"{key}_ci95"), old.get(f"{key}_ci95")
+  return None if a is None or b is None else [a[0] - b[1], a[1] - b[0]]
+
+
 def criteria_acquisition(r: dict) -> list[Criterion]:
-  out = _acquisition_criteria(r["sources"], "")
+  out = _acquisition_criteria(r["sources"], "", r.get("trend"))
   if r.get("control_sources"):
-    out += _acquisition_criteria(r["control_sources"], "WSD control, before its decay: ")[:2]
+    out += _acquisition_criteria(r["control_sources"], "WSD control, before its decay: ", r.get("control_trend"))[:2]
   return out
 
 
-def _acquisition_criteria(sources: list[dict], prefix: str) -> list[Criterion]:
+def _acquisition_criteria(sources: list[dict], prefix: str, trend: dict | None = None) -> list[Criterion]:
+  """A falls and F rises from the earliest to the latest checkpoint (ratios of the point estimates,
+  met only when the paired interval of the change excludes 0 in that direction), and the Pearson
+  correlations of H with A and F."""
   rows = sorted(sources, key=lambda x: x["step"])
   first, last = rows[0], rows[-1]
+  trend = trend or {}
+  da_ci = diff_interval(last, first, "A", trend.get("dA_ci95"))
+  df_ci = diff_interval(last, first, "F", trend.get("dF_ci95"))
   a_ratio, f_ratio = _ratio(last["A"], first["A"]), _ratio(last["F"], first["F"])
   h = [x["entropy"] for x in rows]
   enough = len(rows) >= 2
@@ -468,10 +583,10 @@ def _acquisition_criteria(sources: list[dict], prefix: str) -> list[Criterion]:
   pf = ke.pearson(h, [x["F"] for x in rows]) if enough else None
   note = " (±1 with two checkpoints)" if len(rows) == 2 else ""
   f_met = last["F"] > 0 and last["F"] >= 1.3 * first["F"]
-  return [Criterion(f"{prefix}A(step {last['step']}) / A(step {first['step']})", a_ratio, "≤ 0.85 (A(first) > 0)",
-                    a_ratio is not None and a_ratio <= 0.85),
-          Criterion(f"{prefix}F(step {last['step']}) / F(step {first['step']})", f_ratio,
-                    "≥ 1.3 (or F(first) ≤ 0 < F(last))", bool(f_met)),
+  return [results.directional(f"{prefix}A(step {last['step']}) / A(step {first['step']})", a_ratio,
+                              "≤ 0.85 (A(first) > 0); ΔA < 0", a_ratio is not None and a_ratio <= 0.85, [da_ci], [-1]),
+          results.directional(f"{prefix}F(step {last['step']}) / F(step {first['step']})", f_ratio,
+                              "≥ 1.3 (or F(first) ≤ 0 < F(last)); ΔF > 0", bool(f_met), [df_ci], [1]),
           Criterion(f"{prefix}Pearson(H, A) over the continued checkpoints", pa, f"≥ 0.8{note}",
                     pa is not None and pa >= 0.8),
           Criterion(f"{prefix}Pearson(H, F) over the continued checkpoints", pf, f"≤ −0.8{note}",
@@ -482,15 +597,19 @@ def criteria_resuscitation(r: dict) -> list[Criterion]:
   by_q = {row["q"]: row for row in r["settings"]}
   base = r["base"]
   out = []
+  # Each change is met only when its interval (paired, or the rows' own intervals in older files)
+  # lies on the stated side of 0; a point estimate on that side alone is inconclusive.
+  ci = lambda row, key: None if row is None or base is None else diff_interval(row, base, key, row.get(f"d{key}_ci95"))
   for q in (1.0, 2.0):
     row = by_q.get(q)
     ok = row is not None and base is not None and row["A"] > base["A"] and row["F"] < base["F"]
     value = None if row is None or base is None else [row["A"] - base["A"], row["F"] - base["F"]]
-    out.append(Criterion(f"p = {r['p']:g}, q = {q:g}: [ΔA, ΔF] against the unedited final checkpoint", value,
-                         "ΔA > 0 and ΔF < 0", bool(ok)))
+    out.append(results.directional(f"p = {r['p']:g}, q = {q:g}: [ΔA, ΔF] against the unedited final checkpoint",
+                                   value, "ΔA > 0 and ΔF < 0", bool(ok), [ci(row, "A"), ci(row, "F")], [1, -1]))
   row = by_q.get(0.5)
   value = None if row is None or base is None else row["A"] - base["A"]
-  out.append(Criterion(f"p = {r['p']:g}, q = 0.5: ΔA", value, "< 0", value is not None and value < 0))
+  out.append(results.directional(f"p = {r['p']:g}, q = 0.5: ΔA", value, "< 0", value is not None and value < 0,
+                                 [ci(row, "A")], [-1]))
   rises = [row["entropy_after"] > row["entropy_before"] for row in r["settings"]]
   out.append(Criterion("settings whose knowledge entropy rises after the edit", sum(rises),
                        f"all {len(rises)}", bool(rises) and all(rises)))
@@ -522,6 +641,12 @@ def plot_decay(json_path: str | Path) -> list[Path]:
   ax.axvline(r["decay_from"] * r["total_steps"], color="0.6", ls=":", lw=1)
   ax.set_ylabel("knowledge entropy H / (L ln W)")
   ax.legend(fontsize=7)
+  if "P" in r:  # is the world saturated? (absent from files written before it)
+    twin = ax.twinx()
+    twin.plot(steps, r["P"], ":", color="tab:green", label="P: world-0 facts answered")
+    twin.set_ylim(0, 1.02)
+    twin.set_ylabel("P")
+    twin.legend(loc="center right", fontsize=7)
   per_layer = np.asarray(r["per_layer"])
   for l in range(per_layer.shape[1]):
     axes[1].plot(steps, per_layer[:, l], "-o", ms=2, label=f"layer {l}")
@@ -616,15 +741,24 @@ def _pm(row: dict, key: str) -> str:
   return out
 
 
+def _opt(row: dict, key: str, spec: str = ".4f") -> str:
+  """row[key] formatted, or "–" for a file written before the key existed."""
+  return "–" if row.get(key) is None else format(row[key], spec)
+
+
 def readme_decay(r: dict) -> str:
   ctrl = r.get("control")
   cstep = {t: i for i, t in enumerate(ctrl["steps"])} if ctrl else {}
-  head = "| step | H [95% CI] | H / (L ln W) | attention | next token |" + (" H, WSD control |" if ctrl else "")
-  lines = [head, "|---|---|---|---|---|" + ("---|" if ctrl else "")]
+  has_p = "P" in r  # P per checkpoint: absent from files written before it
+  head = "| step | H [95% CI] | H / (L ln W) | attention | next token |" + (" P (world 0) |" if has_p else "")
+  head += " H, WSD control |" if ctrl else ""
+  lines = [head, "|---|---|---|---|---|" + ("---|" if has_p else "") + ("---|" if ctrl else "")]
   for i, step in enumerate(r["steps"]):
     ci = r.get("entropy_ci95")
     h = f"{r['entropy'][i]:.4f}" + (f" [{ci[i][0]:.4f}, {ci[i][1]:.4f}]" if ci else "")
     line = f"| {step} | {h} | {r['normalised'][i]:.5f} | {fmt(r['attention'][i])} | {fmt(r['next_token'][i])} |"
+    if has_p:
+      line += f" {r['P'][i]:.4f} |"
     if ctrl:
       j = cstep.get(step)
       mark = "" if j is None or step <= ctrl["decay_start"] else " (decaying)"
@@ -634,23 +768,43 @@ def readme_decay(r: dict) -> str:
 
 
 def readme_acquisition(r: dict) -> str:
-  lines = ["| schedule | from step | H | A [95% CI] (per seed) | F [95% CI] (per seed) |", "|---|---|---|---|---|"]
+  """One row per continued checkpoint: H, P before and after, A with its parts (K before and after,
+  the multiple-choice accuracy on the new facts after) and F; "–" where an older file lacks a key."""
+  lines = ["| schedule | from step | H | P_PT | P_CL | K_PT | K_CL | new facts answered | A [95% CI] (per seed) | "
+           "F [95% CI] (per seed) |", "|---|---|---|---|---|---|---|---|---|---|"]
   for label, rows in (("cosine", r["sources"]), ("WSD control", r.get("control_sources") or [])):
     for x in sorted(rows, key=lambda x: x["step"]):
-      lines.append(f"| {label} | {x['step']} | {x['entropy']:.4f} | {_pm(x, 'A')} | {_pm(x, 'F')} |")
+      lines.append(f"| {label} | {x['step']} | {x['entropy']:.4f} | {_opt(x, 'P_pt')} | {_opt(x, 'P_cl')} | "
+                   f"{_opt(x, 'K_pt', '.3f')} | {_opt(x, 'K_cl', '.3f')} | {_opt(x, 'acc_new_cl')} | {_pm(x, 'A')} | "
+                   f"{_pm(x, 'F')} |")
+  for label, key in (("cosine", "trend"), ("WSD control", "control_trend")):
+    t = r.get(key)
+    if t:
+      lines.append(f"\n{label}, step {t['from']} → {t['to']}: ΔA {t['dA']:+.4f} [{t['dA_ci95'][0]:+.4f}, "
+                   f"{t['dA_ci95'][1]:+.4f}], ΔF {t['dF']:+.4f} [{t['dF_ci95'][0]:+.4f}, {t['dF_ci95'][1]:+.4f}] "
+                   "(paired seed-level intervals)")
   return "\n".join(lines)
 
 
+def _delta(row: dict, key: str) -> str:
+  """ΔA or ΔF against the unedited checkpoint, with its paired interval when the file has one."""
+  if row.get(key) is None:
+    return "–"
+  ci = row.get(f"{key}_ci95")
+  return f"{row[key]:+.4f}" + (f" [{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else "")
+
+
 def readme_resuscitation(r: dict) -> str:
-  lines = ["| checkpoint | setting | H after edit | A [95% CI] (per seed) | F [95% CI] (per seed) |",
-           "|---|---|---|---|---|"]
+  lines = ["| checkpoint | setting | H after edit | A [95% CI] (per seed) | F [95% CI] (per seed) | ΔA [95% CI] | "
+           "ΔF [95% CI] |", "|---|---|---|---|---|---|---|"]
   if r["base"]:
     lines.append(f"| {r['step']} | unedited | {r['base']['entropy']:.4f} | {_pm(r['base'], 'A')} | "
-                 f"{_pm(r['base'], 'F')} |")
+                 f"{_pm(r['base'], 'F')} | | |")
   for row in [*r["settings"], *r.get("p_sweep", []), *r.get("earlier", [])]:
     extra = f" (unedited A {row['base']['A']:+.4f}, F {row['base']['F']:+.4f})" if "base" in row else ""
     lines.append(f"| {row.get('step', r['step'])} | p = {row['p']:g}, q = {row['q']:g}{extra} | "
-                 f"{row['entropy_after']:.4f} | {_pm(row, 'A')} | {_pm(row, 'F')} |")
+                 f"{row['entropy_after']:.4f} | {_pm(row, 'A')} | {_pm(row, 'F')} | {_delta(row, 'dA')} | "
+                 f"{_delta(row, 'dF')} |")
   return "\n".join(lines)
 
 

@@ -54,7 +54,8 @@ def scoreboard(folder: str | Path = HEADLINE_DIR) -> str:
         continue
       crit = results.criteria_for(read_json(path), out.criteria)
       met = sum(c.met for c in crit)
-      missed = "; ".join(c.name for c in crit if not c.met)
+      # Inconclusive criteria count as not met and say so.
+      missed = "; ".join(c.name + (" (inconclusive)" if c.inconclusive else "") for c in crit if not c.met)
       lines.append(f"| [{study.name}](docs/{study.name}.md) | `{out.base}` | {met} of {len(crit)} | {missed} |")
   return "\n".join(lines)
 

@@ -257,9 +257,14 @@ def probe(fc: FactConfig, world: int, person, relation, template) -> Probe:
   return Probe(ids_NxL, sent_NxL[:, value_pos(fc)], first + np.arange(fc.values))
 
 
-def known_probe(fc: FactConfig, world: int = 0) -> Probe:
-  """Every normal fact of the world in every template: the pre-existing knowledge."""
-  p, r, t = np.meshgrid(np.arange(fc.persons), np.arange(fc.relations), np.arange(fc.templates), indexing="ij")
+def known_probe(fc: FactConfig, world: int = 0, persons: int | None = None) -> Probe:
+  """Every normal fact of the world in every template: the pre-existing knowledge. With `persons`,
+  only the facts of that many persons, drawn once without replacement (fixed by world_seed, so
+  every model is scored on the same ones), for worlds too large to score whole."""
+  chosen = np.arange(fc.persons)
+  if persons is not None and persons < fc.persons:
+    chosen = np.sort(np.random.default_rng((fc.world_seed, world)).choice(fc.persons, persons, replace=False))
+  p, r, t = np.meshgrid(chosen, np.arange(fc.relations), np.arange(fc.templates), indexing="ij")
   return probe(fc, world, p.ravel(), r.ravel(), t.ravel())
 
 

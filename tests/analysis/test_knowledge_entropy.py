@@ -210,3 +210,20 @@ def test_entropy_bootstrap_resamples_sequences_of_the_hand_computed_cbar():
   assert lo < report.total < hi and h_R.std() > 0
   same_NxLxW = np.repeat(per_seq_NxLxW[:1], n, axis=0)  # identical sequences: no spread
   assert np.ptp(ke.bootstrap_entropy(same_NxLxW, 50)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_seed_bootstrap_covers_the_spread_between_seeds():
+  """Two seeds whose values differ far more than their own item-level spread (forgetting 0.134 and
+  0.080): the within-seed interval sits between them; the hierarchical one spans both."""
+  rng = np.random.default_rng(0)
+  reps_SxR = np.stack([rng.normal(0.134, 0.003, 400), rng.normal(0.080, 0.003, 400)])
+  within = np.quantile(reps_SxR.mean(0), [0.025, 0.975])
+  lo, hi = np.quantile(ke.seed_bootstrap(reps_SxR), [0.025, 0.975])
+  assert within[0] > 0.1 and within[1] < 0.115  # the interval the study used to report
+  assert lo < 0.080 + 0.006 and hi > 0.134 - 0.006 and hi - lo > 5 * (within[1] - within[0])
+  # Paired: one draw for every quantity of the same shape, so differences have intervals too.
+  shifted_SxR = reps_SxR + 0.01
+  np.testing.assert_allclose(ke.seed_bootstrap(shifted_SxR) - ke.seed_bootstrap(reps_SxR), 0.01)
+  # One seed: only its own item-level replicates, resampled.
+  one = ke.seed_bootstrap(reps_SxR[:1], num_boot=1000)
+  assert one.shape == (1000,) and set(one) <= set(reps_SxR[0])

@@ -3,6 +3,8 @@ value is known by hand, including values exactly at each threshold."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from icl_lab import studies
@@ -101,3 +103,40 @@ def test_fig6_reads_only_n_of_two_and_more_and_meets_at_exactly_099():
   assert (c.met, c.value) == (False, None)
   assert c.to_dict() == {"name": "lowest mean R² of the linear fit over n ≥ 2", "value": None,
                          "target": "≥ 0.99 at every n ≥ 2", "met": False}
+
+
+# ---------------------------------------------------------------------------
+# The inconclusive state: counted as not met, shown as "inconclusive", stored only when set
+
+
+def test_inconclusive_is_not_met_and_is_shown_as_such():
+  from icl_lab import results
+
+  met = results.directional("ΔA", 0.2, "> 0", True, [[0.1, 0.3]], [1])
+  open_ = results.directional("ΔA", 0.2, "> 0", True, [[-0.1, 0.3]], [1])
+  wrong = results.directional("ΔA", -0.2, "> 0", False, [[-0.3, -0.1]], [1])
+  assert [results.verdict(c) for c in (met, open_, wrong)] == ["met", "inconclusive", "missed"]
+  assert open_.met is False and open_.to_dict()["inconclusive"] is True
+  assert set(met.to_dict()) == set(wrong.to_dict()) == {"name", "value", "target", "met"}  # old schema
+  text = results.format_criteria([c.to_dict() for c in (met, open_, wrong)])
+  assert [line.split()[0] for line in text.splitlines()] == ["met", "inconclusive", "missed"]
+  # A stored dict without the key (every file written before it) reads as before.
+  assert results.verdict({"met": False}) == "missed" and results.verdict({"met": True}) == "met"
+
+
+def test_scoreboard_names_inconclusive_criteria_and_old_ke_files_still_read(tmp_path):
+  from icl_lab import results
+  from icl_lab.io import read_json, write_json
+  from icl_lab.studies import knowledge_entropy, readme
+
+  figures = Path(__file__).resolve().parents[2] / "figures"
+  # The committed quick results predate the paired intervals: the rows' own intervals decide.
+  r = read_json(figures / "knowledge_resuscitation.json")
+  q05 = knowledge_entropy.criteria_resuscitation(r)[2]
+  assert q05.value < 0 and results.verdict(q05) == "inconclusive"  # ΔA −0.008, the rows' intervals overlap
+  write_json(tmp_path / "knowledge_resuscitation.json", r)
+  assert "p = 0.5, q = 0.5: ΔA (inconclusive)" in readme.scoreboard(tmp_path)
+  # Their tables render with "–" where the new keys are missing.
+  table = knowledge_entropy.readme_acquisition(read_json(figures / "knowledge_acquisition.json"))
+  assert "| cosine | 1600 |" in table and "| – |" in table
+  assert "| 0 |" in knowledge_entropy.readme_decay(read_json(figures / "knowledge_entropy_decay.json"))
