@@ -106,8 +106,8 @@ def run(req: RunRequest, dest: results.Destination) -> list[Path]:
            "train_pool": task.batch(s.eval_seed, 0, s.eval_sequences)}
   ids = {name: jnp.asarray(b.ids_BxT[:, :-1]) for name, b in evals.items()}
 
-  def evaluate(model):
-    return {name: per_kind(task.correct(np.asarray(model(ids[name])), b), b.kind_BxQ) for name, b in evals.items()}
+  def evaluate(forward):
+    return {name: per_kind(task.correct(np.asarray(forward(ids[name])), b), b.kind_BxQ) for name, b in evals.items()}
 
   spec = TokenTrain(layers=s.layers, hidden=s.hidden, heads=s.heads, lr=s.lr, steps=s.steps,
                     batch_size=s.batch_size, eval_every=s.eval_every)

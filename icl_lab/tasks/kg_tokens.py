@@ -4,7 +4,8 @@ and the next-token loss counts on the tails only (Baek, Li and Tegmark 2024, des
 Tokens: BOS (0), one per relation (1..R), one per entity (R + 1 + e). The
 train/test split is `family_graph.split`'s, over queries (h, r): a training sequence draws its
 triples uniformly from the training queries' triples, so a query with several answers trains on
-each of them in turn (in expectation the uniform target over its answers). A test query is read
+each of them in turn (in expectation the uniform target over its answers). By default the
+read-out is tied to the token embedding (`models.tied`), as the link predictors'. A test query is read
 as `BOS h r` and answered by the top-1 entity token at the relation's position.
 
 Not a `task.kind`: the graph and its split are not part of a `Config`, so the study trains it in
@@ -34,10 +35,10 @@ def entity_token(e, num_relations: int = len(fg.RELATIONS)):
 class TripleTask(NextTokenTask):
   """Sequences of training triples of `g` (those of the queries in train_Q)."""
 
-  def __init__(self, g: fg.Graph, train_Q: np.ndarray, per_seq: int = 1):
+  def __init__(self, g: fg.Graph, train_Q: np.ndarray, per_seq: int = 1, tied: bool = True):
     if per_seq < 1:
       raise ValueError(f"per_seq={per_seq} must be ≥ 1")
-    self.g, self.train_Q, self.per_seq = g, np.asarray(train_Q, bool), per_seq
+    self.g, self.train_Q, self.per_seq, self.tied = g, np.asarray(train_Q, bool), per_seq, tied
     q_N, e_N = np.nonzero(g.answers_QxE & self.train_Q[:, None])
     # The training triples as token ids: (h, r, t) per row.
     self.triples_Nx3 = np.stack([entity_token(g.heads_Q[q_N], g.num_relations),
@@ -49,6 +50,18 @@ class TripleTask(NextTokenTask):
 
   def stream_shape(self, cfg: Config) -> tuple[int, int]:
     return self.vocab_size, 1 + 3 * self.per_seq
+
+  def build_model(self, cfg: Config, seed: int):
+    """With `tied`, logits score the embeddings (a TiedTokenTransformer), as the link predictors do."""
+    if not self.tied:
+      return super().build_model(cfg, seed)
+    from flax import nnx
+
+    from icl_lab.models.tied import TiedTokenTransformer
+    from icl_lab.tasks.base import compute_dtype
+
+    vocab, length = self.stream_shape(cfg)
+    return TiedTokenTransformer(cfg.model, vocab, length - 1, rngs=nnx.Rngs(seed), dtype=compute_dtype(cfg))
 
   def sample_host(self, seed: int, step: int, batch_size: int) -> TokenBatch:
     """B sequences at `step`: a pure function of (seed, step)."""

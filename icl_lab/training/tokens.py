@@ -60,10 +60,11 @@ class TokenEnsemble:
 
 
 def train_tokens(task: NextTokenTask, spec: TokenTrain, seeds, weight_decays,
-                 batch_fn: Callable[[int], TokenBatch], evaluate: Callable[[nnx.Module], Any],
+                 batch_fn: Callable[[int], TokenBatch], evaluate: Callable[[Callable], Any],
                  log: Callable[[str], None] | None = print) -> TokenEnsemble:
   """Trains one member per (seed, weight decay) on batch_fn(step) (numpy, shared by the members);
-  `evaluate(model)` runs on each member every `eval_every` steps and at the end."""
+  `evaluate(forward)` runs on each member every `eval_every` steps and at the end, with
+  forward(ids_BxT) -> logits_BxTxV that member's jitted forward pass."""
   cfg = spec.config()
   seeds = [int(s) for s in seeds]
   wd_K = jnp.asarray(weight_decays, jnp.float32)
@@ -92,8 +93,16 @@ def train_tokens(task: NextTokenTask, spec: TokenTrain, seeds, weight_decays,
   def loss_fn(params_K, batch):
     return jax.vmap(lambda p: task.loss(nnx.merge(graphdef, p), batch, cfg, None, 0))(params_K)
 
+  @jax.jit
+  def forward(params, ids_BxT):
+    return nnx.merge(graphdef, params)(ids_BxT)
+
   def evaluate_all(params_K):
-    return [evaluate(nnx.merge(graphdef, jax.tree.map(lambda a, k=k: a[k], params_K))) for k in range(len(seeds))]
+    out = []
+    for k in range(len(seeds)):
+      params = jax.tree.map(lambda a, k=k: a[k], params_K)
+      out.append(evaluate(lambda ids, p=params: forward(p, ids)))
+    return out
 
   t0 = time.perf_counter()
   first = jax.tree.map(jnp.asarray, batch_fn(0))
