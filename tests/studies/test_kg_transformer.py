@@ -12,7 +12,7 @@ from icl_lab.studies.base import RunRequest
 
 def test_affine_copies_score_one_and_independent_representations_do_not():
   rng = np.random.default_rng(0)
-  s = kt.Settings(dim=4, seeds=(0, 1), layers=1, hidden=16)
+  s = kt.Settings(dim=4, seeds=(0, 1), layers=1, hidden=16, gen_wd=1.0, mlp_gen_wd=1.0)
   base_ExD = rng.normal(size=(90, 4))
   mlps = [{"weight_decay": wd, "seed": seed} for wd in (1.0, 0.0) for seed in (0, 1)]
   tfs = [{"weight_decay": wd, "seed": seed} for wd in (1.0, 0.0) for seed in (0, 1)]
