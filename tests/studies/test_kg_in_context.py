@@ -1,0 +1,39 @@
+"""The kg_in_context study: accuracy per query kind, criteria on hand-made results, and the tiny
+preset end to end."""
+
+import numpy as np
+
+from icl_lab import studies
+from icl_lab.io import read_json
+from icl_lab.studies import kg_in_context as kic
+from icl_lab.studies.base import RunRequest
+
+
+def test_per_kind_counts_hits_of_each_kind():
+  correct = np.array([[True, False, True], [True, True, False]])
+  kinds = np.array([[0, 0, 3], [2, 0, 3]])
+  out = kic.per_kind(correct, kinds)
+  assert out == {"inverse": {"hits": 2, "count": 3}, "sibling": {"hits": 0, "count": 0},
+                 "grandparent": {"hits": 1, "count": 1}, "uncle": {"hits": 1, "count": 2}}
+
+
+def _result(inverse=0.95, sibling=0.9, grand=0.7, uncle=0.69):
+  acc = {"inverse": inverse, "sibling": sibling, "grandparent": grand, "uncle": uncle}
+  return {"final": {"held_out": {k: {"accuracy": v, "count": 100} for k, v in acc.items()}}}
+
+
+def test_criteria_are_the_issues_thresholds():
+  assert [c.met for c in kic.criteria(_result())] == [True, True, True, False]
+  assert [c.met for c in kic.criteria(_result(inverse=0.89, uncle=0.7))] == [False, True, True, True]
+
+
+def test_tiny_preset_end_to_end(tmp_path):
+  assert studies.get("kg_in_context").headline_preset == "quick"
+  paths = studies.run("kg_in_context", RunRequest("tiny", out=tmp_path))
+  assert {p.name for p in paths} == {"kg_in_context_tiny.json", "kg_in_context_tiny.png", "kg_in_context_tiny.pdf"}
+  r = read_json(tmp_path / "kg_in_context_tiny.json")
+  s = kic.SETTINGS["tiny"]
+  assert len(r["criteria"]) == 4 and r["steps"] == [0, 20, 40]
+  counts = sum(r["final"]["held_out"][k]["count"] for k in r["final"]["held_out"])
+  assert counts == s.eval_sequences * s.queries and "| kind | relations |" in kic.readme(r)
+  assert studies.criteria_of(tmp_path / "kg_in_context_tiny.json") == r["criteria"]
