@@ -84,8 +84,10 @@ SETTINGS = {
                      lr=1e-2, n_boot=50, cpu_s=30),
     # Four sizes 14x apart in non-embedding parameters (L1/H8..H32); 6 F values from 1 to 300, the
     # domain's share of sentences from 0.07% to 20%; the general world holds 1.65x the largest
-    # size's capacity at CAPACITY_BITS_PER_PARAM. Not yet run: the CPU time is an estimate.
-    "quick": Settings(cpu_s=4500),
+    # size's capacity at CAPACITY_BITS_PER_PARAM. Not yet run: the CPU time is an estimate, from
+    # 100 timed steps per size on 2 cores shared with other jobs (load average 8.6, nice 5):
+    # 224 to 277 ms per 6-member ensemble step, 52 minutes of training for the 4 sizes.
+    "quick": Settings(cpu_s=3600),
     # A GPU sketch: deeper and wider models on a larger world and budget. Not yet run.
     "gpu": Settings(widths=(32, 64, 128, 256), layers=2, heads=4, persons=16_000, infuse_persons=512,
                     name_pool=256, steps=20_000, batch=128, steps_per_call=100, lr=5e-3, cpu_s=None),
