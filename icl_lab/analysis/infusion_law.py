@@ -30,8 +30,8 @@ class Law(NamedTuple):
 
   @property
   def optimum(self) -> float:
-    """F* = b/c (inf when c ≤ 0: no collapse in the fitted range's law)."""
-    return self.b / self.c if self.c > 0 else float("inf")
+    """F* = b/c (inf unless b > 0 and c > 0: without both the law has no interior maximum)."""
+    return self.b / self.c if self.b > 0 and self.c > 0 else float("inf")
 
   @property
   def peak(self) -> float:

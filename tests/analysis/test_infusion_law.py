@@ -16,7 +16,7 @@ def test_fit_recovers_a_b_c_from_a_noiseless_curve_and_the_optimum_is_b_over_c()
   assert got.optimum == pytest.approx(40.0, rel=1e-6)  # b/c
   assert got.peak == pytest.approx(0.3 * 40 ** 0.8 * np.exp(-0.8), rel=1e-6)
   assert law_lib.fit(F, law_lib.predict(truth, F) * 0 + 1e-9).a == pytest.approx(law_lib.P_FLOOR)  # floored
-  assert law_lib.Law(1.0, 1.0, -0.1, 1.0).optimum == float("inf")
+  assert law_lib.Law(1.0, 1.0, -0.1, 1.0).optimum == float("inf") == law_lib.Law(1.0, -1.0, 0.1, 1.0).optimum
 
 
 def test_collapse_point_of_a_known_curve():
