@@ -1,8 +1,5 @@
 """The knowledge-infusion study: its quick runs (sizes, F grid, world against capacity), its
-criteria on hand-made results, and the tiny preset end to end through the CLI."""
-
-import subprocess
-import sys
+criteria on hand-made results, and the tiny preset end to end."""
 
 import numpy as np
 import pytest
@@ -13,13 +10,9 @@ from icl_lab.analysis import capacity
 from icl_lab.analysis import infusion_law as law_lib
 from icl_lab.io import read_json
 from icl_lab.studies import infusion as study
+from icl_lab.studies.base import RunRequest
 from icl_lab.tasks import infusion
 from icl_lab.training import train
-
-
-def icl_lab(*args, cwd=None, timeout=900):
-  return subprocess.run([sys.executable, "-m", "icl_lab.cli", *args], capture_output=True, text=True,
-                        timeout=timeout, cwd=cwd)
 
 
 def test_registered_last_with_two_outputs_and_three_presets():
@@ -73,14 +66,15 @@ def test_criteria_on_hand_values():
   assert not study.criteria_curves(r)[0].met
 
 
-def test_tiny_preset_end_to_end_through_the_cli(tmp_path):
-  proc = icl_lab("run", "infusion", "--preset", "tiny", cwd=tmp_path)
-  assert proc.returncode == 0, proc.stderr
+def test_tiny_preset_end_to_end(tmp_path, capsys):
+  """In process (the CLI path, `icl-lab run infusion --preset tiny`, adds only its start-up)."""
+  studies.run("infusion", RunRequest("tiny", (), tmp_path / "runs", out=tmp_path / "results"))
+  out = capsys.readouterr().out
   for base in ("infusion_curves_tiny", "infusion_law_tiny"):
     r = read_json(tmp_path / "results" / f"{base}.json")
     assert len(r["criteria"]) == 3 and len(r["sizes"]) == 2
     assert (tmp_path / "results" / f"{base}.png").stat().st_size > 1000
-    assert f"{base}.json:" in proc.stdout
+    assert f"{base}.json:" in out
   curves = read_json(tmp_path / "results" / "infusion_curves_tiny.json")
   assert [x["F"] for x in curves["sizes"][0]["runs"]] == [1, 4, 16, 64]
   share = [x["token_share"] for x in curves["sizes"][0]["runs"]]
