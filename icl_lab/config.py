@@ -20,11 +20,12 @@ class TaskConfig:
   """Noisy linear regression: x ~ N(0, Σ), w ~ N(0, τ²I), y = wᵀx + ε, ε ~ N(0, σ²).
 
   `kind` picks what a run trains on (`icl_lab.tasks`): "regression" (these prompts),
-  "token_lm" (a token-level language model on the stream set in the `lm` section) or "fact_lm"
-  (a language model on the synthetic fact world set in the `facts` section).
+  "token_lm" (a token-level language model on the stream set in the `lm` section), "fact_lm"
+  (a language model on the synthetic fact world set in the `facts` section) or "infusion_lm" (world
+  0's stream with a domain of world-1 facts infused on a fixed schedule, `icl_lab.tasks.infusion`).
   """
 
-  kind: Literal["regression", "token_lm", "fact_lm"] = "regression"
+  kind: Literal["regression", "token_lm", "fact_lm", "infusion_lm"] = "regression"
   dim: int = 8  # d
   num_exemplars: int = 40  # N (x, y) pairs per prompt
   noise_std: float = 0.0  # σ
@@ -88,6 +89,13 @@ class FactConfig:
   # tokens, unique per person and shared by both worlds and the fictional persons.
   name_tokens: int = 1
   name_pool: int = 64  # tokens per pool (name_tokens > 1 only)
+  # Knowledge infusion (task.kind = "infusion_lm"): the facts of world 1's first `infuse_persons`
+  # persons (× every relation) are written over world 0's stream so that each is seen exactly
+  # `infuse_exposures` times over train.steps, spread uniformly, in templates 0..infuse_templates−1
+  # only; the other templates are the held-out questions.
+  infuse_persons: int = 0
+  infuse_exposures: int = 0  # F; an ensemble key, so the F values of one size train together
+  infuse_templates: int = 2
 
 
 @dataclass(frozen=True)
@@ -186,7 +194,8 @@ _HASH_IF_CHANGED = (("train", "eps"), ("train", "loss_weighting"), ("train", "co
                     ("task", "kind"), ("train", "init_from"), ("train", "init_from_step"),
                     ("train", "init_keep_optimizer"), ("model", "mlp"), ("train", "schedule"),
                     ("train", "decay_frac"), ("train", "end_lr_frac"), ("facts", "name_tokens"),
-                    ("facts", "name_pool"))
+                    ("facts", "name_pool"), ("facts", "infuse_persons"), ("facts", "infuse_exposures"),
+                    ("facts", "infuse_templates"))
 
 
 # ---------------------------------------------------------------------------
@@ -396,6 +405,20 @@ def validate(cfg: Config, num_devices: int | None = None, num_processes: int = 1
   need(not f.inject_every or tr.batch_size * f.sentences >= f.paraphrase_facts + f.once_facts,
        f"train.batch_size={tr.batch_size} rows of facts.sentences={f.sentences} cannot hold the "
        f"{f.paraphrase_facts + f.once_facts} injected facts; raise the batch or inject fewer facts")
+  if t.kind == "infusion_lm":
+    facts = f.infuse_persons * f.relations
+    slots = tr.steps * tr.batch_size * f.sentences
+    need(1 <= f.infuse_persons <= persons_all // 2,
+         f"facts.infuse_persons={f.infuse_persons} must be in [1, {persons_all // 2}] (world 1's persons)")
+    need(1 <= f.infuse_templates < f.templates,
+         f"facts.infuse_templates={f.infuse_templates} must be in [1, facts.templates={f.templates}): the rest "
+         f"are the held-out questions")
+    need(f.infuse_exposures >= 0, f"facts.infuse_exposures={f.infuse_exposures} must be >= 0")
+    need(f.infuse_exposures * facts <= slots,
+         f"facts.infuse_exposures={f.infuse_exposures} × {facts} domain facts exceed the run's {slots} sentences; "
+         f"raise train.steps or lower the exposures")
+    # The schedule's integer arithmetic (tasks/infusion.py) is exact in int32 below this.
+    need(tr.steps < 46_000, f"train.steps={tr.steps} must be < 46000 for the infusion schedule")
   need(m.layers > 0, f"model.layers={m.layers} must be a positive int")
   need(m.hidden > 0, f"model.hidden={m.hidden} must be a positive int")
   need(m.heads > 0, f"model.heads={m.heads} must be a positive int")

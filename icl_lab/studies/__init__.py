@@ -18,6 +18,7 @@ from icl_lab.studies import (
   fig2,
   fig3,
   fig4,
+  infusion,
   kg_cone,
   kg_in_context,
   kg_phase,
@@ -34,12 +35,14 @@ STUDIES: dict[str, Study] = {s.name: s for s in (fig1.STUDY, fig2.STUDY, fig3.ST
                                                  constructions.STUDY, knowledge_entropy.STUDY,
                                                  knowledge_capacity.STUDY, kg_phase.STUDY, kg_universality.STUDY,
                                                  kg_stitching.STUDY, kg_cone.STUDY, kg_transformer.STUDY,
-                                                 kg_in_context.STUDY)}
+                                                 kg_in_context.STUDY,
+                                                 infusion.STUDY)}
 # The module of each study, for its `configs(preset)` (every model it trains).
 MODULES = {"fig1": fig1, "fig2": fig2, "fig3": fig3, "fig4": fig4, "constructions": constructions,
            "knowledge_entropy": knowledge_entropy, "knowledge_capacity": knowledge_capacity, "kg_phase": kg_phase,
            "kg_universality": kg_universality, "kg_stitching": kg_stitching, "kg_cone": kg_cone,
-           "kg_transformer": kg_transformer, "kg_in_context": kg_in_context}
+           "kg_transformer": kg_transformer, "kg_in_context": kg_in_context,
+           "infusion": infusion}
 
 __all__ = ["MODULES", "STUDIES", "Output", "RunRequest", "Study", "get", "output_for", "redraw_all", "run"]
 

@@ -26,11 +26,12 @@ class Member(NamedTuple):
   weight_std: Any
   lr: Any
   weight_decay: Any
+  infuse_exposures: Any  # knowledge infusion's F (0 elsewhere)
 
 
 # `section.key` of every config field an ensemble may vary, in Member's order after `seed`.
 ENSEMBLE_KEYS = ("train.seed", "train.data_seed", "task.noise_std", "task.weight_std", "train.lr",
-                 "train.weight_decay")
+                 "train.weight_decay", "facts.infuse_exposures")
 
 
 def stream_key(seed: int | jax.Array, stream: int, step: int | jax.Array) -> jax.Array:
@@ -40,7 +41,7 @@ def stream_key(seed: int | jax.Array, stream: int, step: int | jax.Array) -> jax
 
 def member_of(cfg: Config) -> Member:
   return Member(cfg.train.seed, cfg.train.data_seed, cfg.task.noise_std, cfg.task.weight_std,
-                cfg.train.lr, cfg.train.weight_decay)
+                cfg.train.lr, cfg.train.weight_decay, cfg.facts.infuse_exposures)
 
 
 def compute_dtype(cfg: Config):

@@ -138,11 +138,11 @@ def make_multi_step(cfg: Config, graphdef, tx: optax.GradientTransformation,
 
 
 def stack_members(members: Sequence[tasks.Member]) -> tasks.Member:
-  """Per-member values as arrays of shape (K,): int32 data seeds, float32 hyperparameters."""
-  cols = list(zip(*members))
-  return tasks.Member(
-      seed=jnp.asarray(cols[0], jnp.int32), data_seed=jnp.asarray(cols[1], jnp.int32),
-      **{name: jnp.asarray(col, jnp.float32) for name, col in zip(tasks.Member._fields[2:], cols[2:])})
+  """Per-member values as arrays of shape (K,): int32 seeds and counts, float32 hyperparameters."""
+  ints = ("seed", "data_seed", "infuse_exposures")
+  cols = dict(zip(tasks.Member._fields, zip(*members)))
+  return tasks.Member(**{name: jnp.asarray(col, jnp.int32 if name in ints else jnp.float32)
+                         for name, col in cols.items()})
 
 
 def init_state(cfg: Config, tx: optax.GradientTransformation):
@@ -592,9 +592,10 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
 
 def config_summary(cfg: Config) -> str:
   m, t, tr = cfg.model, cfg.task, cfg.train
-  if t.kind == "fact_lm":
+  if t.kind in ("fact_lm", "infusion_lm"):
     f = cfg.facts
-    return (f"L{m.layers}/H{m.hidden}/M{m.heads} {m.mlp} fact_lm world={f.world} persons={f.persons} "
+    infuse = f" F={f.infuse_exposures}×{f.infuse_persons * f.relations}" if t.kind == "infusion_lm" else ""
+    return (f"L{m.layers}/H{m.hidden}/M{m.heads} {m.mlp} {t.kind}{infuse} world={f.world} persons={f.persons} "
             f"V={fact_world.vocab_size(f)} T={fact_world.seq_len(f)} steps={tr.steps} batch={tr.batch_size} "
             f"lr={tr.lr}")
   if t.kind == "token_lm":

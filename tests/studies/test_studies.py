@@ -37,7 +37,7 @@ def icl_lab(*args, cwd=None, timeout=900):
 def test_registry_lists_every_study_and_owns_every_committed_results_file():
   assert list(studies.STUDIES) == ["fig1", "fig2", "fig3", "fig4", "constructions", "knowledge_entropy",
                                   "knowledge_capacity", "kg_phase", "kg_universality", "kg_stitching", "kg_cone",
-                                  "kg_transformer", "kg_in_context"]
+                                  "kg_transformer", "kg_in_context", "infusion"]
   for name, study in studies.STUDIES.items():
     assert study.name == name and "tiny" in study.presets and study.headline_preset in study.presets
     assert set(studies.MODULES[name].SETTINGS) == set(study.presets)
@@ -386,4 +386,4 @@ def test_readme_rewrite_fills_and_then_agrees(tmp_path):
   assert set(readme.sections()) == {"fig1", "fig6", "fig2", "fig3", "fig4", "constructions",
                                     "knowledge_entropy_decay", "knowledge_acquisition", "knowledge_resuscitation",
                                     "knowledge_capacity", "kg_phase", "kg_universality", "kg_stitching", "kg_cone",
-                                    "kg_transformer", "kg_in_context"}
+                                    "kg_transformer", "kg_in_context", "infusion_curves", "infusion_law"}
