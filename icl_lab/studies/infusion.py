@@ -80,8 +80,8 @@ class Settings:
 SETTINGS = {
     # Seconds: the tests run it. Two sizes, four F on a small world; nothing in it is expected to hold.
     "tiny": Settings(widths=(4, 8), exposures=(1, 4, 16, 64), persons=48, infuse_persons=4, relations=2,
-                     values=8, templates=3, name_pool=16, sentences=4, steps=150, batch=8, steps_per_call=25,
-                     lr=1e-2, n_boot=50, cpu_s=45),
+                     values=8, templates=3, name_pool=16, sentences=4, steps=50, batch=8, steps_per_call=25,
+                     lr=1e-2, n_boot=20, cpu_s=30),
     # Four sizes 14x apart in non-embedding parameters (L1/H8..H32); 6 F values from 1 to 300, the
     # domain's share of sentences from 0.07% to 20%; the general world holds 1.65x the largest
     # size's capacity at CAPACITY_BITS_PER_PARAM. Not yet run: the CPU time is an estimate, from
