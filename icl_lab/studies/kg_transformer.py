@@ -44,8 +44,8 @@ from icl_lab.training.tokens import TokenTrain, train_tokens
 
 NAME = "kg_transformer"
 HEADLINE_PRESET = "quick"
-GEN_TEST, GEN_R2, OTHER_R2 = 0.8, 0.9, 0.5  # kg_phase's `gen` label; the universality thresholds
-GROUPS = ("generalising", "memorising", "null")
+GEN_TEST = 0.8  # kg_phase's `gen` label
+GEN_R2, OTHER_R2, GROUPS = ku.GEN_R2, ku.OTHER_R2, ku.GROUPS  # the universality thresholds and groups
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,7 +253,7 @@ def criteria(r: dict) -> list[Criterion]:
   return out
 
 
-COLORS = {"generalising": "tab:green", "memorising": "tab:red", "null": "tab:gray"}
+COLORS = ku.COLORS
 
 
 def plot(json_path: str | Path) -> list[Path]:
@@ -275,20 +275,7 @@ def plot(json_path: str | Path) -> list[Path]:
   ax.set_title(f"transformer L{s['layers']}/H{s['hidden']} on {r['entities']} people, φ = {s['phi']:g}")
   ax.grid(alpha=0.3, lw=0.4)
   ax = axes[1]
-  pairs = r["layers"][s["rep_layer"]]["pairs"]
-  gen = [p for p in pairs if p["kind"] == "generalising"]
-  values = {"generalising": [p["score"] for p in gen], "memorising": [p["score"] for p in pairs
-                                                                      if p["kind"] == "memorising"],
-            "null": [p["null_r2"] for p in gen]}
-  for i, kind in enumerate(GROUPS):
-    ys = values[kind]
-    ax.scatter(i + np.linspace(-0.15, 0.15, max(len(ys), 1))[:len(ys)], ys, s=14, color=COLORS[kind], alpha=0.7)
-    if ys:
-      ax.hlines(np.median(ys), i - 0.3, i + 0.3, color="k")
-  ax.axhline(GEN_R2, color="tab:green", ls=":", lw=1)
-  ax.axhline(OTHER_R2, color="tab:red", ls=":", lw=1)
-  ax.set_xticks(range(3), GROUPS)
-  ax.set_ylabel("held-out affine R² (− max(null, 0))")
+  ku.draw_pair_scores(ax, r["layers"][s["rep_layer"]]["pairs"])
   ax.set_title(f"MLP ↔ transformer (layer {s['rep_layer']}, top {s['dim']} components)")
   ax.grid(alpha=0.3, lw=0.4)
   ax = axes[2]

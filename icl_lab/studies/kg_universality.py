@@ -324,15 +324,12 @@ def criteria(r: dict) -> list[Criterion]:
 COLORS = {"generalising": "tab:green", "memorising": "tab:red", "null": "tab:gray"}
 
 
-def plot(json_path: str | Path) -> list[Path]:
-  """Held-out affine R² and linear CKA per pair group; the models' accuracies; English ↔ Italian."""
-  json_path = Path(json_path)
-  r = read_json(json_path)
-  fig, axes = plt.subplots(1, 4, figsize=(19, 4.5), layout="constrained")
-  ax = axes[0]
-  gen = [p for p in r["pairs"] if p["kind"] == "generalising"]
+def draw_pair_scores(ax, pairs: list[dict]) -> None:
+  """Each pair group's scores (the null: the generalising pairs' permuted R²), their medians and
+  the criteria's thresholds."""
+  gen = [p for p in pairs if p["kind"] == "generalising"]
   values = {"generalising": [p["score"] for p in gen],
-            "memorising": [p["score"] for p in r["pairs"] if p["kind"] == "memorising"],
+            "memorising": [p["score"] for p in pairs if p["kind"] == "memorising"],
             "null": [p["null_r2"] for p in gen]}
   for i, kind in enumerate(GROUPS):
     ys = values[kind]
@@ -343,6 +340,15 @@ def plot(json_path: str | Path) -> list[Path]:
   ax.axhline(OTHER_R2, color="tab:red", ls=":", lw=1)
   ax.set_xticks(range(3), GROUPS)
   ax.set_ylabel("held-out affine R² (− max(null, 0))")
+
+
+def plot(json_path: str | Path) -> list[Path]:
+  """Held-out affine R² and linear CKA per pair group; the models' accuracies; English ↔ Italian."""
+  json_path = Path(json_path)
+  r = read_json(json_path)
+  fig, axes = plt.subplots(1, 4, figsize=(19, 4.5), layout="constrained")
+  ax = axes[0]
+  draw_pair_scores(ax, r["pairs"])
   ax.set_title(f"entity embeddings (D = {r['settings']['dim']}), {r['entities']} people")
   ax.grid(alpha=0.3, lw=0.4)
   ax = axes[1]
