@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import statistics
 import time
 from pathlib import Path
 
@@ -185,16 +184,13 @@ def summary(rows: list[dict]) -> dict:
   out = {}
   for kind in ("generalising", "memorising"):
     sel = [r for r in rows if r["kind"] == kind]
-    out[kind] = {"pairs": len(sel), "median_r2": _median([r["r2"] for r in sel]),
-                 "median_score": _median([r["score"] for r in sel]), "median_cka": _median([r["cka"] for r in sel])}
+    out[kind] = {"pairs": len(sel), "median_r2": ku.median_or_none([r["r2"] for r in sel]),
+                 "median_score": ku.median_or_none([r["score"] for r in sel]),
+                 "median_cka": ku.median_or_none([r["cka"] for r in sel])}
   gen = [r for r in rows if r["kind"] == "generalising"]
-  out["null"] = {"pairs": len(gen), "median_r2": _median([r["null_r2"] for r in gen]),
-                 "median_score": _median([r["null_r2"] for r in gen]), "median_cka": None}
+  out["null"] = {"pairs": len(gen), "median_r2": ku.median_or_none([r["null_r2"] for r in gen]),
+                 "median_score": ku.median_or_none([r["null_r2"] for r in gen]), "median_cka": None}
   return out
-
-
-def _median(xs) -> float | None:
-  return float(statistics.median(xs)) if xs else None
 
 
 def run(req: RunRequest, dest: results.Destination) -> list[Path]:
@@ -294,10 +290,6 @@ def plot(json_path: str | Path) -> list[Path]:
   return save_figure(fig, json_path)
 
 
-def _f(v) -> str:
-  return "n/a" if v is None else f"{v:.2f}"
-
-
 def readme(r: dict) -> str:
   s = r["settings"]
   lines = [f"{r['graph']}: {r['entities']} people, {r['queries']} queries ({r['train_queries']} train, φ = "
@@ -313,8 +305,9 @@ def readme(r: dict) -> str:
             "| layer | generalising | memorising | null R² | generalising linear CKA |", "|---|---|---|---|---|"]
   for lay in r["layers"]:
     g = lay["groups"]
-    lines.append(f"| {lay['layer']} | {_f(g['generalising']['median_score'])} | {_f(g['memorising']['median_score'])} "
-                 f"| {_f(g['null']['median_score'])} | {_f(g['generalising']['median_cka'])} |")
+    cells = [g["generalising"]["median_score"], g["memorising"]["median_score"], g["null"]["median_score"],
+             g["generalising"]["median_cka"]]
+    lines.append(f"| {lay['layer']} | " + " | ".join(ku.fmt_or_na(v) for v in cells) + " |")
   return "\n".join(lines)
 
 

@@ -209,9 +209,9 @@ def wd_sweep(g: fg.Graph, s: Settings) -> list[dict]:
     emb = {k: np.asarray(ens.params_K["entity"][k]) for k in ks}
     fits = [rep.affine_r2(emb[a], emb[b], fit_idx, held_idx, seed=s.map_seed) for a, b in itertools.permutations(ks, 2)]
     ckas = [rep.linear_cka(emb[a], emb[b]) for a, b in itertools.permutations(ks, 2)]
-    rows.append({"weight_decay": wd, "pairs": len(fits), "median_score": _median([score(f["r2"], f["null_r2"])
+    rows.append({"weight_decay": wd, "pairs": len(fits), "median_score": median_or_none([score(f["r2"], f["null_r2"])
                                                                                   for f in fits]),
-                 "median_cka": _median(ckas), "train": float(ens.train_acc_KxC[ks, -1].mean()),
+                 "median_cka": median_or_none(ckas), "train": float(ens.train_acc_KxC[ks, -1].mean()),
                  "test": float(ens.test_acc_KxC[ks, -1].mean())})
     print(f"sweep, weight decay {wd:g}: median score {rows[-1]['median_score']:.2f}, test {rows[-1]['test']:.2f}",
           flush=True)
@@ -258,14 +258,15 @@ def summary(rows: list[dict], models: list[Model], s: Settings) -> dict:
   out = {}
   for kind in ("generalising", "memorising"):
     sel = [r for r in rows if r["kind"] == kind]
-    out[kind] = {"pairs": len(sel), "median_r2": _median([r["r2"] for r in sel]),
-                 "median_null_r2": _median([r["null_r2"] for r in sel]),
-                 "median_score": _median([r["score"] for r in sel]), "median_cka": _median([r["cka"] for r in sel])}
+    out[kind] = {"pairs": len(sel), "median_r2": median_or_none([r["r2"] for r in sel]),
+                 "median_null_r2": median_or_none([r["null_r2"] for r in sel]),
+                 "median_score": median_or_none([r["score"] for r in sel]),
+                 "median_cka": median_or_none([r["cka"] for r in sel])}
   by_key = {(m.width, m.weight_decay, m.seed): m for m in models}
   gen = [r for r in rows if r["kind"] == "generalising"]
   ckas = [null_cka(by_key[_key(r["a"])].embeddings(), by_key[_key(r["b"])].embeddings(), s.map_seed) for r in gen]
-  out["null"] = {"pairs": len(gen), "median_r2": _median([r["null_r2"] for r in gen]), "median_null_r2": None,
-                 "median_score": _median([r["null_r2"] for r in gen]), "median_cka": _median(ckas)}
+  out["null"] = {"pairs": len(gen), "median_r2": median_or_none([r["null_r2"] for r in gen]), "median_null_r2": None,
+                 "median_score": median_or_none([r["null_r2"] for r in gen]), "median_cka": median_or_none(ckas)}
   return out
 
 
@@ -273,7 +274,7 @@ def _key(row: dict) -> tuple:
   return row["width"], row["weight_decay"], row["seed"]
 
 
-def _median(xs: list[float]) -> float | None:
+def median_or_none(xs: list[float]) -> float | None:
   return float(statistics.median(xs)) if xs else None
 
 
@@ -389,7 +390,7 @@ def plot(json_path: str | Path) -> list[Path]:
   return save_figure(fig, json_path)
 
 
-def _f(v) -> str:
+def fmt_or_na(v) -> str:
   return "n/a" if v is None else f"{v:.2f}"
 
 
@@ -401,8 +402,8 @@ def readme(r: dict) -> str:
            "|---|---|---|---|---|---|"]
   for kind in GROUPS:
     g = r["groups"][kind]
-    lines.append(f"| {kind} | {g['pairs']} | {_f(g['median_r2'])} | {_f(g['median_null_r2'])} | "
-                 f"{_f(g['median_score'])} | {_f(g['median_cka'])} |")
+    lines.append(f"| {kind} | {g['pairs']} | {fmt_or_na(g['median_r2'])} | {fmt_or_na(g['median_null_r2'])} | "
+                 f"{fmt_or_na(g['median_score'])} | {fmt_or_na(g['median_cka'])} |")
   lines += ["", "| width | weight decay | train (seeds) | test (seeds) |", "|---|---|---|---|"]
   for (w, wd), ms in itertools.groupby(sorted(r["models"], key=lambda m: (m["width"], -m["weight_decay"])),
                                       key=lambda m: (m["width"], m["weight_decay"])):
@@ -414,8 +415,8 @@ def readme(r: dict) -> str:
               "| weight decay | pairs | median R² − max(null, 0) | median linear CKA | train | test |",
               "|---|---|---|---|---|---|"]
     for w in r["wd_sweep"]:
-      lines.append(f"| {w['weight_decay']:g} | {w['pairs']} | {_f(w['median_score'])} | {_f(w['median_cka'])} | "
-                   f"{w['train']:.2f} | {w['test']:.2f} |")
+      lines.append(f"| {w['weight_decay']:g} | {w['pairs']} | {fmt_or_na(w['median_score'])} | "
+                   f"{fmt_or_na(w['median_cka'])} | {w['train']:.2f} | {w['test']:.2f} |")
   ei = r.get("english_italian")
   if ei:
     lines += ["", f"English → Italian within each Hinton model (D = {ei['dim']}, width {ei['width']}, weight decay "
