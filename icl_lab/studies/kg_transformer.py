@@ -82,9 +82,8 @@ SETTINGS = {
     "tiny": Settings(founders=3, generations=2, seeds=(0, 1), layers=1, hidden=16, heads=2, batch_size=32,
                      steps=60, eval_every=30, dim=4, mlp_width=16, mlp_steps=100, cpu_s=20),
     # 3 seeds × 2 weight decays of an L2/H64 transformer for 4000 steps of 256 triples, and 6 MLPs,
-    # on kg_universality's 132-person forest: about 10-15 minutes on 2 shared cores (estimated from
-    # 2-member screens: 4000 steps in 280 s).
-    "quick": Settings(cpu_s=900),
+    # on kg_universality's 132-person forest: 418 s measured on 2 cores shared with lighter jobs.
+    "quick": Settings(cpu_s=600),
     "gpu": Settings(seeds=(0, 1, 2, 3), steps=20000, hidden=128, cpu_s=None),
 }
 
