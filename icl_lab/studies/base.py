@@ -80,6 +80,10 @@ def settings_for(study: str, by_preset: Mapping[str, S], req: RunRequest) -> S:
     raise ConfigError(f"study {study} has no preset {req.preset!r}; accepted: {', '.join(by_preset)}")
   settings = by_preset[req.preset]
   hints = typing.get_type_hints(type(settings))
+  # A study whose settings carry no `config_overrides` builds its models itself, so a model.* or
+  # train.* key would be silently ignored: refuse it instead.
+  if req.config_overrides and "config_overrides" not in hints:
+    raise ConfigError(f"study {study} takes study.* keys only, not {', '.join(req.config_overrides)}")
   for item in req.study_overrides:
     key, sep, raw = item.partition("=")
     key = key.strip()

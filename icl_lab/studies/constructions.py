@@ -64,10 +64,6 @@ def configs(preset: str, overrides=()) -> list:
 
 def run(req: RunRequest, dest: results.Destination) -> list[Path]:
   s = settings_for(NAME, SETTINGS, req)
-  if req.config_overrides:
-    from icl_lab.config import ConfigError
-    raise ConfigError(f"the constructions study trains no model; only study.* keys apply, not "
-                      f"{', '.join(req.config_overrides)}")
   start = time.time()
   out: dict[str, Any] = {"agreement": {}, "scale_sweep": {}}
   for name, (_, learner_name, hyper) in agr.CONSTRUCTIONS.items():

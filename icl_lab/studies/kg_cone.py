@@ -71,8 +71,6 @@ def configs(preset: str, overrides=()) -> list:
 
 def run(req: RunRequest, dest: results.Destination) -> list[Path]:
   s = settings_for(NAME, SETTINGS, req)
-  if req.config_overrides:
-    raise ConfigError(f"study {NAME} takes study.* keys only, not {', '.join(req.config_overrides)}")
   check(s)
   t0 = time.perf_counter()
   parent_N = descendants.tree_parents(s.branching, s.depth)

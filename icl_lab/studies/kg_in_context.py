@@ -95,8 +95,6 @@ def per_kind(correct_BxQ: np.ndarray, kind_BxQ: np.ndarray) -> dict[str, dict]:
 
 def run(req: RunRequest, dest: results.Destination) -> list[Path]:
   s = settings_for(NAME, SETTINGS, req)
-  if req.config_overrides:
-    raise ConfigError(f"study {NAME} takes study.* keys only, not {', '.join(req.config_overrides)}")
   check(s)
   t0 = time.perf_counter()
   try:

@@ -194,8 +194,6 @@ def summary(rows: list[dict]) -> dict:
 
 def run(req: RunRequest, dest: results.Destination) -> list[Path]:
   s = settings_for(NAME, SETTINGS, req)
-  if req.config_overrides:
-    raise ConfigError(f"study {NAME} takes study.* keys only, not {', '.join(req.config_overrides)}")
   check(s)
   t0 = time.perf_counter()
   g = fg.graph(fg.forest(s.founders, s.generations, s.forest_seed))

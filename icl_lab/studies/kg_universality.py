@@ -280,8 +280,6 @@ def median_or_none(xs: list[float]) -> float | None:
 
 def run(req: RunRequest, dest: results.Destination) -> list[Path]:
   s = settings_for(NAME, SETTINGS, req)
-  if req.config_overrides:
-    raise ConfigError(f"study {NAME} takes study.* keys only, not {', '.join(req.config_overrides)}")
   check(s)
   t0 = time.perf_counter()
   g = forest_graph(s)

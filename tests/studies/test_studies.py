@@ -16,7 +16,7 @@ from icl_lab.analysis import learners
 from icl_lab.config import ConfigError
 from icl_lab.io import read_json, write_json
 from icl_lab.studies import fig2, fig3, readme
-from icl_lab.studies.base import RunRequest
+from icl_lab.studies.base import RunRequest, settings_for
 
 REPO = Path(__file__).resolve().parents[2]
 FIGURES = REPO / "figures"
@@ -200,6 +200,17 @@ def test_study_config_errors_exit_2_with_one_line(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("icl-lab: config error:") and msg in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_study_that_builds_its_own_models_refuses_model_and_train_keys():
+  for name, module in studies.MODULES.items():
+    settings_type = type(next(iter(module.SETTINGS.values())))
+    req = RunRequest(next(iter(module.SETTINGS)), ("model.layers=2",))
+    if "config_overrides" in {f.name for f in dataclasses.fields(settings_type)}:
+      assert settings_for(name, module.SETTINGS, req).config_overrides == module.SETTINGS[req.preset].config_overrides
+    else:
+      with pytest.raises(ConfigError, match=rf"study {name} takes study.\* keys only, not model.layers=2"):
+        settings_for(name, module.SETTINGS, req)
 
 
 # ---------------------------------------------------------------------------
