@@ -96,6 +96,12 @@ class FactConfig:
   infuse_persons: int = 0
   infuse_exposures: int = 0  # F; an ensemble key, so the F values of one size train together
   infuse_templates: int = 2
+  # How each sentence's person is drawn from the Zipf weights. "categorical": jax.random.categorical,
+  # one Gumbel per person per sentence, O(B·S·P); the default, so every committed run's stream stays
+  # bit-identical. "inverse_cdf": one uniform 32-bit draw per sentence, looked up in the cumulative
+  # weights (float64, rounded to 2^-32) by binary search: the same distribution at O(B·S·log P), a
+  # different stream. For worlds of thousands of persons, where the Gumbels dominate the step.
+  person_draw: Literal["categorical", "inverse_cdf"] = "categorical"
 
 
 @dataclass(frozen=True)
@@ -195,7 +201,7 @@ _HASH_IF_CHANGED = (("train", "eps"), ("train", "loss_weighting"), ("train", "co
                     ("train", "init_keep_optimizer"), ("model", "mlp"), ("train", "schedule"),
                     ("train", "decay_frac"), ("train", "end_lr_frac"), ("facts", "name_tokens"),
                     ("facts", "name_pool"), ("facts", "infuse_persons"), ("facts", "infuse_exposures"),
-                    ("facts", "infuse_templates"))
+                    ("facts", "infuse_templates"), ("facts", "person_draw"))
 
 
 # ---------------------------------------------------------------------------
@@ -396,6 +402,8 @@ def validate(cfg: Config, num_devices: int | None = None, num_processes: int = 1
   need(f.zipf >= 0, f"facts.zipf={f.zipf} must be >= 0 (0 = uniform exposure)")
   need(f.inject_every >= 0, f"facts.inject_every={f.inject_every} must be >= 0 (0 = no injected facts)")
   need(f.paraphrase_facts >= 0 and f.once_facts >= 0, "facts.paraphrase_facts and facts.once_facts must be >= 0")
+  need(f.person_draw in ("categorical", "inverse_cdf"),
+       f"facts.person_draw={f.person_draw!r} must be 'categorical' or 'inverse_cdf'")
   need(f.name_tokens >= 1, f"facts.name_tokens={f.name_tokens} must be a positive int")
   need(f.name_tokens == 1 or f.name_pool >= 2, f"facts.name_pool={f.name_pool} must be >= 2 for multi-token names")
   persons_all = 2 * (f.persons + f.paraphrase_facts + f.once_facts)

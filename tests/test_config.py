@@ -1,12 +1,13 @@
 """Bad configs are rejected before any work, with a one-line error naming the key."""
 
+import dataclasses
 import subprocess
 import sys
 
 import pytest
 
 from icl_lab import config
-from icl_lab.config import ConfigError, apply_overrides, get_preset
+from icl_lab.config import ConfigError, FactConfig, apply_overrides, get_preset
 
 
 def test_presets_are_valid_and_paper_matches_the_study():
@@ -79,6 +80,26 @@ def test_cli_rejects_bad_config_in_one_line_before_work(tmp_path):
 def test_config_round_trips_through_json():
   cfg = apply_overrides(get_preset("quick"), ["task.noise_std=0.5"])
   assert config.from_dict(cfg.to_dict()) == cfg
+
+
+def test_person_draw_keeps_old_run_hashes_at_its_default():
+  from icl_lab.studies import knowledge_entropy
+
+  ke_quick = knowledge_entropy.PRETRAIN["quick"]
+  # The knowledge-entropy quick preset's pretraining run folder (figures/knowledge_entropy_decay.json),
+  # hashed before facts.person_draw existed. Its facts section differs from the default, so the new
+  # field would enter its hash unless it is dropped at its default.
+  assert ke_quick.facts != FactConfig() and ke_quick.hash() == "c03f1f9ed3"
+  assert get_preset("quick").hash() == "c803089acf"  # default facts: the whole section is dropped
+  inverse = apply_overrides(ke_quick, ["facts.person_draw=inverse_cdf"])
+  assert inverse.facts.person_draw == "inverse_cdf" and inverse.hash() != ke_quick.hash()
+  assert apply_overrides(inverse, ["facts.person_draw=categorical"]).hash() == ke_quick.hash()
+  with pytest.raises(ConfigError, match=r"facts.person_draw='gumbel' is not accepted; accepted values: categorical, "
+                                        r"inverse_cdf"):
+    apply_overrides(ke_quick, ["facts.person_draw=gumbel"])
+  bad = dataclasses.replace(ke_quick, facts=dataclasses.replace(ke_quick.facts, person_draw="gumbel"))
+  with pytest.raises(ValueError, match=r"^facts.person_draw='gumbel' must be 'categorical' or 'inverse_cdf'$"):
+    config.validate(bad)
 
 
 def test_new_train_fields_keep_old_run_hashes_at_their_defaults():

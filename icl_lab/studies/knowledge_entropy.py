@@ -108,11 +108,12 @@ PRETRAIN = {
     # 1.54x its measured capacity (`capacity_ratio`), so the final checkpoint cannot answer every
     # pretraining fact, as the quick world's checkpoints all do (P = 1). 20k steps give each fact
     # about 95 exposures on average (Zipf: far fewer for rare persons), near the 100 at which the
-    # capacity was measured.
+    # capacity was measured. Persons are drawn by inverse CDF: a Gumbel per person per sentence
+    # (the categorical draw) would cost 13,500 variates a sentence.
     "pressure": _pretrain("pressure", ModelConfig(layers=2, hidden=64, heads=4, mlp="swiglu"),
                           FactConfig(persons=13_500, values=32, name_tokens=2, name_pool=168, paraphrase_facts=32,
-                                     once_facts=32), steps=20_000, batch=64, lr=2e-3, checkpoints_kept=20,
-                          steps_per_call=100),
+                                     once_facts=32, person_draw="inverse_cdf"), steps=20_000, batch=64, lr=2e-3,
+                          checkpoints_kept=20, steps_per_call=100),
     "gpu": _pretrain("gpu", ModelConfig(layers=8, hidden=256, heads=8, mlp="swiglu"),
                      FactConfig(persons=4096, relations=8, values=32, filler_vocab=256, filler_branching=4,
                                 sentences=16, paraphrase_facts=64, once_facts=64),
@@ -130,12 +131,15 @@ SETTINGS = {
                       entropy_sequences=1024, cpu_s=3000),
     # The quick schedule on the pressure world; P on 2048 of its 13,500 persons (32,768 prompts),
     # since scoring all 216,000 (16 s each on a loaded CPU) at 84 checkpoints would add 20 minutes.
-    # About 3.5 hours on 2 idle cores, estimated, not run: 300 steps took 2.25x the quick preset's
-    # time in the same (loaded) session, almost all of it the Zipf draw of persons (a Gumbel over
-    # 13,500 logits per sentence: 410 ms a batch against 3 ms for the quick world's whole sampler),
-    # with 2.5x the quick preset's pretraining steps.
+    # About 1.8 hours on 2 idle cores, estimated, not run. With the inverse-CDF draw of persons a
+    # training step took 1.09x the quick preset's (152 against 140 ms, median of six interleaved
+    # 20-step calls on 2 cores shared with another run); the categorical draw took 2.90x (406 ms),
+    # almost all of it its Gumbels (the sampler alone: 265 ms a batch against 0.6 ms). Scaled from
+    # the quick preset's 50 minutes from scratch (31 of them 32k pretraining steps at 17 steps/s):
+    # 2.5x its pretraining steps at 1.09x (86 min), the continual runs and scoring at 1.09x
+    # (20 min), P on 32,768 prompts at 84 checkpoints (3 min).
     "pressure": Settings(cl_steps=300, cl_batch=64, cl_lr=1e-3, inject_every=30, resus_q=(0.5, 1.0, 2.0),
-                         entropy_sequences=1024, p_persons=2048, cpu_s=12_600),
+                         entropy_sequences=1024, p_persons=2048, cpu_s=6_600),
     "gpu": Settings(entropy_sequences=2048),
 }
 

@@ -208,6 +208,43 @@ def _inject(fc: FactConfig, world: int, sent_BxSxL: jax.Array, step, key: jax.Ar
 # The stream
 
 
+def zipf_probs_P(fc: FactConfig) -> np.ndarray:
+  """The exact exposure probability of each normal person, (i + 1)^-zipf normalised (float64)."""
+  weights_P = np.arange(1, fc.persons + 1, dtype=np.float64) ** -fc.zipf
+  return weights_P / weights_P.sum()
+
+
+@functools.lru_cache(maxsize=32)
+def _zipf_thresholds(persons: int, zipf: float) -> np.ndarray:
+  """thresholds_Q (Q = P − 1, uint32): the cumulative Zipf probabilities times 2^32, rounded, so a
+  uniform 32-bit draw u picks person #{i : thresholds[i] <= u}. Each probability is then off by
+  at most 2^-32; float32 uniforms (2^-23 apart) would be off by about 2% for the rarest of 13,500
+  persons. The last cumulative entry (exactly 1, i.e. 2^32) is left out: no draw reaches it, which
+  clips the result to P − 1."""
+  weights_P = np.arange(1, persons + 1, dtype=np.float64) ** -zipf
+  cdf_P = np.cumsum(weights_P)
+  cdf_P /= cdf_P[-1]
+  thresholds_Q = np.round(cdf_P[:-1] * 2.0 ** 32).astype(np.uint64)
+  thresholds_Q = np.minimum(thresholds_Q, 2 ** 32 - 1).astype(np.uint32)
+  thresholds_Q.flags.writeable = False  # cached: shared by every caller
+  return thresholds_Q
+
+
+def draw_persons(fc: FactConfig, key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+  """person_...: normal persons (indices into the world's persons) drawn with Zipf weights, by
+  `fc.person_draw`."""
+  if fc.person_draw == "categorical":
+    zipf_logits_P = -fc.zipf * jnp.log(jnp.arange(1, fc.persons + 1, dtype=jnp.float32))
+    return jax.random.categorical(key, zipf_logits_P, shape=shape)
+  if fc.person_draw != "inverse_cdf":
+    raise ValueError(f"facts.person_draw={fc.person_draw!r} must be 'categorical' or 'inverse_cdf'")
+  if fc.persons == 1:
+    return jnp.zeros(shape, jnp.int32)
+  bits = jax.random.bits(key, shape, jnp.uint32)
+  thresholds_Q = jnp.asarray(_zipf_thresholds(fc.persons, fc.zipf))
+  return jnp.searchsorted(thresholds_Q, bits, side="right").astype(jnp.int32)
+
+
 def sample(fc: FactConfig, seed, step, batch_size: int, world: int | None = None) -> TokenBatch:
   """B sequences of the world's stream (default `fc.world`) at `step`. Pure and jit-friendly."""
   world = fc.world if world is None else world
@@ -215,8 +252,7 @@ def sample(fc: FactConfig, seed, step, batch_size: int, world: int | None = None
   sub = lambda i: jax.random.fold_in(key, i)
   shape = (batch_size, fc.sentences)
   is_fact_BxS = jax.random.uniform(sub(0), shape) < fc.fact_frac
-  zipf_logits_P = -fc.zipf * jnp.log(jnp.arange(1, fc.persons + 1, dtype=jnp.float32))
-  person_BxS = jax.random.categorical(sub(1), zipf_logits_P, shape=shape)
+  person_BxS = draw_persons(fc, sub(1), shape)
   relation_BxS = jax.random.randint(sub(2), shape, 0, fc.relations)
   template_BxS = jax.random.randint(sub(3), shape, 0, fc.templates)
   facts_BxSxL = fact_sentences(fc, world, person_BxS, relation_BxS, template_BxS)

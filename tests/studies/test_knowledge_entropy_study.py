@@ -176,6 +176,11 @@ def test_pressure_world_exceeds_the_measured_capacity_with_multi_token_names():
   params = capacity.non_embedding_params(tasks.get_task(cfg).build_model(cfg, 0))
   assert study.capacity_ratio(cfg, params) >= 1.5 and cfg.facts.name_tokens in (2, 3)
   assert fact_world.name_table(cfg.facts).shape == (2 * fact_world.persons_per_world(cfg.facts), 2)
+  # Persons by inverse CDF (13,500 Gumbels a sentence would dominate the step), in the continual
+  # runs too; the committed quick preset keeps the categorical stream.
+  cl = study.continual_config(cfg, study.SETTINGS["pressure"], Path("ke_pressure-source"), 0)
+  assert cfg.facts.person_draw == cl.facts.person_draw == "inverse_cdf"
+  assert study.PRETRAIN["quick"].facts.person_draw == "categorical"
   # P on a fixed sample of persons: the same facts for every model.
   fc = cfg.facts
   a, b = fact_world.known_probe(fc, persons=50), fact_world.known_probe(fc, persons=50)

@@ -1,13 +1,16 @@
 """The synthetic fact world: pure sampling, its facts and filler, injected facts, probes, and training."""
 
 import dataclasses
+import hashlib
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from icl_lab.config import Config, FactConfig, ModelConfig, TaskConfig, TrainConfig, apply_overrides, from_dict
 from icl_lab.tasks import fact_world as fw
+from icl_lab.tasks.base import stream_key
 from icl_lab.training import train
 
 FC = FactConfig(persons=16, relations=3, templates=3, values=5, filler_vocab=12, sentences=4,
@@ -72,12 +75,71 @@ def test_sentences_state_the_worlds_facts_and_follow_its_filler_table():
   assert not np.array_equal(fw.filler_successors_FxK(FC, 0), fw.filler_successors_FxK(FC, 1))
 
 
-def test_persons_are_exposed_with_zipf_weights():
-  fc = dataclasses.replace(FC, fact_frac=1.0)
+@pytest.mark.parametrize("draw", ["categorical", "inverse_cdf"])
+def test_persons_are_exposed_with_zipf_weights(draw):
+  fc = dataclasses.replace(FC, fact_frac=1.0, person_draw=draw)
   sent = _sentences(fw.sample(fc, 0, 0, 4096).ids_BxT, fc).reshape(-1, fw.SENTENCE)
   counts = np.bincount(sent[:, 1] - fw.vocab(fc).persons, minlength=fc.persons)
   ref = 1 / np.arange(1, fc.persons + 1)
   np.testing.assert_allclose(counts / counts.sum(), ref / ref.sum(), atol=0.015)
+
+
+def _chi2(counts_P, probs_P):
+  expected_P = counts_P.sum() * probs_P
+  return float(((counts_P - expected_P) ** 2 / expected_P).sum())
+
+
+@pytest.mark.parametrize("zipf", [1.0, 0.0])
+def test_inverse_cdf_draw_matches_the_exact_zipf_probabilities(zipf):
+  fc = FactConfig(persons=1000, zipf=zipf, person_draw="inverse_cdf")
+  n = 1 << 20
+  person_N = np.asarray(jax.jit(lambda k: fw.draw_persons(fc, k, (n,)))(jax.random.key(7)))
+  assert person_N.dtype == np.int32 and person_N.min() >= 0 and person_N.max() == fc.persons - 1
+  counts_P = np.bincount(person_N, minlength=fc.persons)
+  probs_P = np.arange(1, fc.persons + 1, dtype=np.float64) ** -zipf
+  probs_P /= probs_P.sum()
+  np.testing.assert_allclose(fw.zipf_probs_P(fc), probs_P, rtol=1e-12)
+  # Chi-square over 999 degrees of freedom: mean 999, sd 45; the bound is 5 sd above the mean.
+  dof = fc.persons - 1
+  bound = dof + 5 * np.sqrt(2 * dof)
+  assert _chi2(counts_P, probs_P) < bound
+  # The bound is tight enough to reject a wrong exponent (±0.02) and weights off by one ((i + 2)^-s).
+  for wrong in {zipf + 0.02, abs(zipf - 0.02)}:
+    wrong_P = np.arange(1, fc.persons + 1, dtype=np.float64) ** -wrong
+    assert _chi2(counts_P, wrong_P / wrong_P.sum()) > bound
+  if zipf:
+    shifted_P = np.arange(2, fc.persons + 2, dtype=np.float64) ** -zipf
+    assert _chi2(counts_P, shifted_P / shifted_P.sum()) > bound
+
+
+def test_inverse_cdf_stream_is_a_pure_function_of_seed_and_step():
+  fc = dataclasses.replace(FC, person_draw="inverse_cdf")
+  a = fw.sample(fc, 0, 5, 8).ids_BxT
+  np.testing.assert_array_equal(a, fw.sample(fc, 0, 5, 8).ids_BxT)
+  np.testing.assert_array_equal(a, fw._sample_jit(fc, 0, 5, 8).ids_BxT)
+  assert not np.array_equal(a, fw.sample(fc, 0, 6, 8).ids_BxT)
+  assert not np.array_equal(a, fw.sample(fc, 1, 5, 8).ids_BxT)
+  # A different draw, so a different stream from the default's (the rest of the sentence keys agree).
+  assert not np.array_equal(a, fw.sample(FC, 0, 5, 8).ids_BxT)
+  single = dataclasses.replace(fc, persons=1)
+  assert (np.asarray(fw.draw_persons(single, jax.random.key(0), (4, 3))) == 0).all()
+
+
+def test_default_draw_keeps_the_committed_categorical_stream():
+  assert FactConfig().person_draw == "categorical"
+  # Digests of sample(fc, 3, 0, 32).ids_BxT as int32 bytes, computed before facts.person_draw
+  # existed: every committed fact-world run was trained on this stream, so it must not move.
+  multi = dataclasses.replace(FC, world=1, inject_every=10, name_tokens=2, name_pool=8)
+  for fc, digest in ((FC, "a9540fb9af097cff"), (multi, "984aecb4ff8196d1")):
+    ids = np.asarray(fw.sample(fc, 3, 0, 32).ids_BxT, np.int32)
+    assert hashlib.sha256(ids.tobytes()).hexdigest()[:16] == digest
+  # And explicitly: the persons of the default stream's fact sentences are jax.random.categorical's.
+  fc = dataclasses.replace(FC, fact_frac=1.0)
+  sent = _sentences(fw.sample(fc, 3, 0, 32).ids_BxT, fc)
+  person_BxS = sent[..., 1] - fw.vocab(fc).persons
+  key = jax.random.fold_in(jax.random.fold_in(stream_key(3, fw._SEQ_STREAM, 0), fc.world), 1)
+  logits_P = -fc.zipf * jnp.log(jnp.arange(1, fc.persons + 1, dtype=jnp.float32))
+  np.testing.assert_array_equal(person_BxS, jax.random.categorical(key, logits_P, shape=(32, fc.sentences)))
 
 
 def test_injection_schedule_paraphrase_every_time_once_only_first():
