@@ -101,7 +101,10 @@ def run_config(preset: str, s: Settings, width: int, exposures: int, overrides=(
       facts=FactConfig(persons=s.persons, relations=s.relations, templates=s.templates, values=s.values,
                        sentences=s.sentences, fact_frac=s.fact_frac, zipf=0.0, paraphrase_facts=0, once_facts=0,
                        name_tokens=s.name_tokens, name_pool=s.name_pool, infuse_persons=s.infuse_persons,
-                       infuse_exposures=exposures, infuse_templates=s.infuse_templates),
+                       infuse_exposures=exposures, infuse_templates=s.infuse_templates,
+                       # Uniform persons by inverse CDF: the categorical draw's Gumbel per person cost
+                       # 11.6 ms of each member's batch on the quick world, against 0.3 ms.
+                       person_draw="inverse_cdf"),
       train=TrainConfig(steps=s.steps, batch_size=s.batch, lr=s.lr, warmup_frac=0.05, weight_decay=0.0,
                         grad_clip=1.0, b2=0.98, steps_per_call=s.steps_per_call, checkpoint_every=s.steps,
                         keep_checkpoints=1, seed=s.seed, data_seed=s.seed))
