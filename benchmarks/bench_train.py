@@ -149,6 +149,11 @@ def main() -> None:
     print(f"single model, {name}: {sps:.1f} steps/s, {sps * flops / 1e9:.1f} GFLOP/s "
           f"({flops / 1e9:.2f} GFLOP/step) = {sps * flops / 1e9 / peak:.2f} of the matmul rate")
   print(f"  {jax.device_count()} host devices / 1 device: {sps_all / sps_one:.2f}x")
+  # Imported here: bench_step_profile imports this module.
+  from benchmarks.bench_step_profile import backward_over_forward, part_times
+  med, _, flops, _ = part_times(config.apply_overrides(quick, ["train.steps_per_call=20"]), 20, 3)
+  print("  backward / forward ({} host devices, medians of 3 interleaved rounds): {:.2f}x in time, "
+        "{:.2f}x in XLA FLOPs".format(jax.device_count(), *backward_over_forward(med, flops)))
   if args.torch:
     peer = torch_steps_per_s(args.torch, quick, args.steps)
     print(f"PyTorch GPT-2 eager loop (Garg et al.'s recipe), same size: {peer:.1f} steps/s; "
