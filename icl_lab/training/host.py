@@ -2,7 +2,8 @@
 
 The lab's small models are overhead-bound on CPU: one XLA CPU device leaves a core idle.
 Exposing two host devices lets the existing data sharding run half the batch on each core
-(measured 1.28x faster at the quick size on 2 cores, `benchmarks/bench_train.py`). This must
+(1.18x faster at the quick size on 2 idle cores in `benchmarks/results/bench_train_cpu.txt`,
+1.33x on 2 loaded cores in `benchmarks/results/bench_step_profile_cpu.txt`). This must
 run before `import jax`; the command-line entry points call it first thing. A run's numbers
 depend on the device count to float32 rounding, so run folders record it (`done`).
 """
