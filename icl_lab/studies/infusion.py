@@ -60,7 +60,7 @@ class Settings:
   exposures: tuple[int, ...] = (1, 10, 30, 100, 300, 1000, 3000, 10000)  # F, smallest first
   persons: int = 1400  # general world (world 0): 5600 facts, 28k bits
   # Domain (world 1): 64 facts, 320 bits, well under the smallest size's capacity, so that every size
-  # could hold the domain (with 512 facts, 2560 bits, L1/H8 and L1/H12 could not at any F).
+  # could hold the domain (512 facts are 2560 bits, more than L1/H8's or L1/H12's whole capacity).
   infuse_persons: int = 16
   relations: int = 4
   values: int = 32
