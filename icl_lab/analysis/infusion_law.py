@@ -120,3 +120,19 @@ def extrapolate(sizes, y) -> float:
 def interpolate_log(f, p, at: float) -> float:
   """Measured P at F = `at`, linear in ln F between the measured points (clamped at the ends)."""
   return float(np.interp(np.log(at), np.log(np.asarray(f, np.float64)), np.asarray(p, np.float64)))
+
+
+def crossing(f, p, level: float = 0.5) -> float | None:
+  """The smallest F at which the measured P first reaches `level`, linear in ln F between the two
+  measured points around that first crossing; None when P never reaches it. A model-free reading of
+  how many exposures a size needs, for curves that rise and saturate (which the law's exp(−cF)
+  then bends into a spurious optimum)."""
+  f_F, p_F = np.asarray(f, np.float64), np.asarray(p, np.float64)
+  (hits,) = np.nonzero(p_F >= level)
+  if not len(hits):
+    return None
+  i = int(hits[0])
+  if i == 0:
+    return float(f_F[0])
+  t = (level - p_F[i - 1]) / (p_F[i] - p_F[i - 1])
+  return float(np.exp(np.log(f_F[i - 1]) + t * (np.log(f_F[i]) - np.log(f_F[i - 1]))))

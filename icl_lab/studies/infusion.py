@@ -44,6 +44,7 @@ COLLAPSE_EDGE = 0.7  # P at the smallest and largest F, at most this fraction of
 R2_MIN = 0.85
 PREDICTION_FACTOR = 1.5
 PREDICTED_P_MIN = 0.9
+ACQUIRED = 0.5  # infused P at which a size counts as having acquired the domain (descriptive)
 # Bits per non-embedding parameter at about 100 exposures, measured by the knowledge_capacity study
 # (figures/knowledge_capacity.json, its largest value over L1/H8..H32): sizes the general world.
 CAPACITY_BITS_PER_PARAM = 1.33
@@ -418,7 +419,21 @@ def readme_law(r: dict) -> str:
       interval = f" ({fmt(ci[0])}–{fmt(ci[1])})" if ci else ""
       lines.append(f"| {_label(sz)} | {sz['params_non_embedding']:,} | {name} | {fmt(lw['a'])} | {fmt(lw['b'])} | "
                    f"{fmt(lw['c'])} | {fmt(lw['r2'])} | {fmt(lw['optimum'])}{interval} | {fmt(lw['collapse'])} |")
+  half = acquisition(r)
+  cells = ", ".join(f"{_label(sz)} {fmt(x) if x is not None else 'never'}" for sz, x in zip(r["sizes"], half["values"]))
+  slope = f"; power law over the sizes that reach it: F ∝ N^{half['gamma']:.2f}" if half["gamma"] is not None else ""
+  lines += ["", f"F at which infused P first reaches {ACQUIRED} (measured points, log-F interpolation; "
+                f"descriptive, not a criterion): {cells}{slope}."]
   return "\n".join(lines)
+
+
+def acquisition(r: dict) -> dict:
+  """Per size, the F at which infused P first reaches ACQUIRED, and the log-log slope γ against
+  non-embedding parameters over the sizes that reach it (None with fewer than 3)."""
+  values = [law_lib.crossing(r["exposures"], _p_of(sz, "infused"), ACQUIRED) for sz in r["sizes"]]
+  reached = [(sz["params_non_embedding"], x) for sz, x in zip(r["sizes"], values) if x is not None]
+  gamma = law_lib.power_law(*zip(*reached))[1] if len(reached) >= 3 else None
+  return {"values": values, "gamma": gamma}
 
 
 STUDY = Study(

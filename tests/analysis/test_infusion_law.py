@@ -49,3 +49,14 @@ def test_bootstrap_of_identical_facts_has_no_spread_and_summary_is_json_safe():
   assert out["collapse"] == pytest.approx(out["intervals"]["collapse"][0])
   flat = law_lib.summary(F, np.ones_like(F))  # no collapse: c = 0
   assert flat["optimum"] is None and flat["collapse"] is None and flat["peak"] is None
+
+
+def test_crossing_of_a_known_curve():
+  # P = ln F / ln 10⁴ reaches 0.5 at F = 100 exactly, and the log-F interpolation is exact on it.
+  f = np.array([1.0, 10, 30, 300, 1000, 10000])
+  assert law_lib.crossing(f, np.log(f) / np.log(1e4)) == pytest.approx(100.0)
+  assert law_lib.crossing(f, np.log(f) / np.log(1e4), level=0.75) == pytest.approx(1000.0)
+  # The first crossing counts, not a later one; none when the level is never reached.
+  assert law_lib.crossing([1, 10, 100, 1000], [0.0, 0.6, 0.2, 0.9]) == pytest.approx(10 ** (0.5 / 0.6))
+  assert law_lib.crossing([1, 10], [0.1, 0.2]) is None
+  assert law_lib.crossing([1, 10], [0.7, 0.9]) == 1.0
