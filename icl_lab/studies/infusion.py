@@ -58,7 +58,7 @@ class Settings:
   widths: tuple[int, ...] = (8, 12, 16, 32)  # model.hidden of each size, smallest first
   layers: int = 1
   heads: int = 2
-  exposures: tuple[int, ...] = (1, 10, 30, 100, 300, 1000, 3000, 10000)  # F, smallest first
+  exposures: tuple[int, ...] = (1, 10, 30, 100, 300, 1000, 3000, 10000, 20000)  # F, smallest first
   persons: int = 1400  # general world (world 0): 5600 facts, 28k bits
   # Domain (world 1): 64 facts, 320 bits, well under the smallest size's capacity, so that every size
   # could hold the domain (512 facts are 2560 bits, more than L1/H8's or L1/H12's whole capacity).
@@ -88,8 +88,9 @@ SETTINGS = {
     "tiny": Settings(widths=(4, 8), exposures=(1, 4, 16, 64), persons=48, infuse_persons=4, relations=2,
                      values=8, templates=3, name_pool=16, sentences=4, steps=50, batch=8, steps_per_call=25,
                      lr=1e-2, n_boot=20, cpu_s=30),
-    # Four sizes 14x apart in non-embedding parameters (L1/H8..H32); 8 F values from 1 to 10,000, the
-    # domain's share of sentences from 0.004% to 42%; the general world holds 1.65x the largest
+    # Four sizes 14x apart in non-embedding parameters (L1/H8..H32); 9 F values from 1 to 20,000, the
+    # domain's share of sentences from 0.004% to 82% (the last F lets the domain dominate, the test the
+    # issue asks for when P rises monotonically); the general world holds 1.65x the largest
     # size's capacity at CAPACITY_BITS_PER_PARAM. Trials of 2 sizes × 7 F took 736 s on 2 cores.
     "quick": Settings(cpu_s=1800),
     # A GPU sketch: deeper and wider models on a larger world and budget. Not yet run.

@@ -37,7 +37,8 @@ def test_quick_sizes_span_10x_on_a_world_beyond_their_capacity_and_each_size_is_
   for row in rows:
     train.check_ensemble(row)  # F is the only difference within a size
     assert len({(c.train.steps, c.train.batch_size) for c in row}) == 1  # one token budget
-  assert infusion.domain_share(rows[0][-1])["sentence_share"] < 0.5
+  # The largest F lets the domain dominate the stream, yet leaves general data at every step.
+  assert 0.5 < infusion.domain_share(rows[0][-1])["sentence_share"] < 0.9
   # The domain fits in the smallest size with room to spare: every size could hold it at some F.
   assert infusion.domain_facts(f) * np.log2(f.values) <= 0.5 * study.CAPACITY_BITS_PER_PARAM * params[0]
 
