@@ -193,7 +193,8 @@ IDENTITY, HISTORY = "identity.json", "history.json"
 
 
 def _check_identity(ckpt_dir: Path, identity: dict) -> None:
-  """Writes the folder's identity, or refuses, in one line naming what differs, one of other settings."""
+  """Writes the folder's identity if it has none; refuses a folder of other settings in one line
+  naming what differs."""
   path = ckpt_dir / IDENTITY
   identity = json.loads(json.dumps(identity, default=str))  # as it reads back: tuples become lists
   if not path.exists():
