@@ -26,7 +26,7 @@ from icl_lab.results import Criterion, Seeds
 from icl_lab.studies.base import Output, RunRequest, Study, settings_for
 from icl_lab.studies.plotting import save_figure
 from icl_lab.tasks import kg_context as kc
-from icl_lab.training.tokens import TokenTrain, train_tokens
+from icl_lab.training.tokens import TokenTrain, token_run_dir, train_tokens
 
 NAME = "kg_in_context"
 HEADLINE_PRESET = "quick"
@@ -83,7 +83,7 @@ def check(s: Settings) -> None:
 
 
 def configs(preset: str, overrides=()) -> list:
-  return []  # no run folders: the models train in memory
+  return []  # no Config runs: the models train in a token run folder (`training.tokens`)
 
 
 def per_kind(correct_BxQ: np.ndarray, kind_BxQ: np.ndarray) -> dict[str, dict]:
@@ -111,8 +111,11 @@ def run(req: RunRequest, dest: results.Destination) -> list[Path]:
                     batch_size=s.batch_size, eval_every=s.eval_every)
   print(f"{len(kc.pool(s.spec(), False))} training families, sequences of {task.seq_len} tokens, "
         f"vocabulary {task.vocab_size}", flush=True)
+  # Every setting shapes the training or the evaluations kept in the run's history.
+  key = {"task": "kg_context", **{k: v for k, v in dataclasses.asdict(s).items() if k != "cpu_s"}}
   ens = train_tokens(task, spec, s.seeds, [s.weight_decay] * len(s.seeds),
-                     lambda step: task.sample_host(s.data_seed, step, s.batch_size), evaluate)
+                     lambda step: task.sample_host(s.data_seed, step, s.batch_size), evaluate,
+                     ckpt_dir=token_run_dir(req.runs_dir, NAME, req.preset, key), data_key=key)
   # Pooled over the seeds' models at every evaluation: accuracy per split and kind.
   curves = {split: {k: [sum(e[split][k]["hits"] for e in ev) / max(sum(e[split][k]["count"] for e in ev), 1)
                         for ev in ens.evals] for k in kc.KIND_NAMES} for split in evals}

@@ -39,7 +39,7 @@ from icl_lab.studies.plotting import save_figure
 from icl_lab.tasks import family_graph as fg
 from icl_lab.tasks import kg_tokens
 from icl_lab.training.link import LinkTrain, train_ensemble
-from icl_lab.training.tokens import TokenTrain, train_tokens
+from icl_lab.training.tokens import TokenTrain, token_run_dir, train_tokens
 
 NAME = "kg_transformer"
 HEADLINE_PRESET = "quick"
@@ -107,7 +107,17 @@ def check(s: Settings) -> None:
 
 
 def configs(preset: str, overrides=()) -> list:
-  return []  # no run folders: the ensembles train in memory
+  return []  # no Config runs: the transformers train in a token run folder (`training.tokens`), the MLPs in memory
+
+
+# The settings that shape the transformers' training and evaluations: their run folder's key (the
+# MLP and comparison settings are left out, so changing those reuses the trained transformers).
+TRANSFORMER_KEYS = ("founders", "generations", "forest_seed", "phi", "split_seed", "seeds", "layers", "hidden", "heads",
+                    "per_seq", "tied", "lr", "batch_size", "steps", "eval_every", "gen_wd", "memo_wd")
+
+
+def transformer_key(s: Settings) -> dict:
+  return {"task": "kg_tokens", **{k: getattr(s, k) for k in TRANSFORMER_KEYS}}
 
 
 def top_components(x_NxA, k: int) -> tuple[np.ndarray, float]:
@@ -125,9 +135,10 @@ def entity_states(model, num_entities: int) -> np.ndarray:
   return np.asarray(hidden_Lp1xExTxH[:, :, 1])
 
 
-def train_transformers(g: fg.Graph, s: Settings, train_Q: np.ndarray) -> tuple[list[dict], list[np.ndarray], list]:
+def train_transformers(g: fg.Graph, s: Settings, train_Q: np.ndarray, run_dir: Path | None = None,
+                       key=None) -> tuple[list[dict], list[np.ndarray], list]:
   """Per member (gen_wd then memo_wd, each seed): its row (accuracies, curves) and states_Lp1xExH;
-  and the evaluation steps."""
+  and the evaluation steps. With `run_dir` the ensemble resumes from, or reuses, its run there."""
   task = kg_tokens.TripleTask(g, train_Q, s.per_seq, s.tied)
   members = [(wd, seed) for wd in (s.gen_wd, s.memo_wd) for seed in s.seeds]
   spec = TokenTrain(layers=s.layers, hidden=s.hidden, heads=s.heads, lr=s.lr, steps=s.steps,
@@ -135,7 +146,8 @@ def train_transformers(g: fg.Graph, s: Settings, train_Q: np.ndarray) -> tuple[l
   query_ids = jnp.asarray(task.query_ids())
   evaluate = lambda forward: task.correct(np.asarray(forward(query_ids)[:, -1]))
   ens = train_tokens(task, spec, [seed for _, seed in members], [wd for wd, _ in members],
-                     lambda step: task.sample_host(s.split_seed, step, s.batch_size), evaluate)
+                     lambda step: task.sample_host(s.split_seed, step, s.batch_size), evaluate,
+                     ckpt_dir=run_dir, data_key=key)
   rows, states = [], []
   for k, (wd, seed) in enumerate(members):
     correct_CxQ = np.stack([e[k] for e in ens.evals])
@@ -199,7 +211,8 @@ def run(req: RunRequest, dest: results.Destination) -> list[Path]:
   g = fg.graph(fg.forest(s.founders, s.generations, s.forest_seed))
   fit_idx = ku.check_forest(g, s)
   train_Q = fg.split(g, s.phi, s.split_seed)
-  tfs, tf_states, steps = train_transformers(g, s, train_Q)
+  key = transformer_key(s)
+  tfs, tf_states, steps = train_transformers(g, s, train_Q, token_run_dir(req.runs_dir, NAME, req.preset, key), key)
   mlps, mlp_embs = train_mlps(g, s, train_Q)
   by_layer = []
   for layer in range(s.layers + 1):

@@ -27,9 +27,9 @@ def test_criteria_are_the_issues_thresholds():
   assert [c.met for c in kic.criteria(_result(inverse=0.89, uncle=0.7))] == [False, True, True, True]
 
 
-def test_tiny_preset_end_to_end(tmp_path):
+def test_tiny_preset_end_to_end(tmp_path, capsys):
   assert studies.get("kg_in_context").headline_preset == "quick"
-  paths = studies.run("kg_in_context", RunRequest("tiny", out=tmp_path))
+  paths = studies.run("kg_in_context", RunRequest("tiny", out=tmp_path, runs_dir=tmp_path / "runs"))
   assert {p.name for p in paths} == {"kg_in_context_tiny.json", "kg_in_context_tiny.png", "kg_in_context_tiny.pdf"}
   r = read_json(tmp_path / "kg_in_context_tiny.json")
   s = kic.SETTINGS["tiny"]
@@ -37,3 +37,12 @@ def test_tiny_preset_end_to_end(tmp_path):
   counts = sum(r["final"]["held_out"][k]["count"] for k in r["final"]["held_out"])
   assert counts == s.eval_sequences * s.queries and "| kind | relations |" in kic.readme(r)
   assert studies.criteria_of(tmp_path / "kg_in_context_tiny.json") == r["criteria"]
+  # The model trained in a run folder under the runs dir; a rerun reuses it and trains nothing.
+  (run_dir,) = (tmp_path / "runs").iterdir()
+  assert run_dir.name.startswith("kg_in_context-tiny-") and (run_dir / "checkpoints" / "40").is_dir()
+  capsys.readouterr()
+  studies.run("kg_in_context", RunRequest("tiny", out=tmp_path / "again", runs_dir=tmp_path / "runs"))
+  out = capsys.readouterr().out
+  assert f"reusing finished run {run_dir}" in out and "step 20:" not in out
+  again = read_json(tmp_path / "again" / "kg_in_context_tiny.json")
+  assert again["final"] == r["final"] and again["loss_curve"] == r["loss_curve"]

@@ -1,6 +1,8 @@
 """The kg_transformer study: MLP ↔ transformer scores on synthetic representations, criteria on
 hand-made results, and the tiny preset end to end."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -44,7 +46,7 @@ def test_criteria_on_hand_made_results():
 
 def test_tiny_preset_end_to_end(tmp_path):
   assert studies.get("kg_transformer").headline_preset == "quick"
-  paths = studies.run("kg_transformer", RunRequest("tiny", out=tmp_path))
+  paths = studies.run("kg_transformer", RunRequest("tiny", out=tmp_path, runs_dir=tmp_path / "runs"))
   assert {p.name for p in paths} == {"kg_transformer_tiny.json", "kg_transformer_tiny.png", "kg_transformer_tiny.pdf"}
   r = read_json(tmp_path / "kg_transformer_tiny.json")
   s = kt.SETTINGS["tiny"]
@@ -53,6 +55,15 @@ def test_tiny_preset_end_to_end(tmp_path):
   assert r["groups"]["generalising"]["pairs"] == 4 and len(r["transformers"][0]["test_curve"]) == len(r["steps"])
   assert "| layer | generalising |" in kt.readme(r)
   assert studies.criteria_of(tmp_path / "kg_transformer_tiny.json") == r["criteria"]
+
+
+def test_transformer_run_key_names_every_setting_that_shapes_the_transformers():
+  left_out = {"rep_layer", "dim", "mlp_width", "mlp_gen_wd", "mlp_steps", "fit_fraction", "map_seed", "cpu_s"}
+  fields = {f.name for f in dataclasses.fields(kt.Settings)}
+  assert set(kt.TRANSFORMER_KEYS) | left_out == fields and not set(kt.TRANSFORMER_KEYS) & left_out
+  s = kt.SETTINGS["tiny"]
+  assert kt.transformer_key(dataclasses.replace(s, mlp_steps=7)) == kt.transformer_key(s)
+  assert kt.transformer_key(dataclasses.replace(s, steps=90)) != kt.transformer_key(s)
 
 
 def test_bad_settings_fail_as_one_line_errors(tmp_path, capsys):
