@@ -174,11 +174,13 @@ def criteria_for(payload: dict[str, Any], criteria: Callable[[dict], Sequence[Cr
 
 
 def fmt_value(value: Any) -> str:
-  """A criterion's value for people: floats (also inside lists) to 4 significant digits."""
+  """A criterion's value for people: floats (also inside lists and dicts) to 4 significant digits."""
   if isinstance(value, float):
     return f"{value:.4g}"
   if isinstance(value, (list, tuple)):
     return "[" + ", ".join(fmt_value(v) for v in value) + "]"
+  if isinstance(value, Mapping):
+    return "{" + ", ".join(f"{k}: {fmt_value(v)}" for k, v in value.items()) + "}"
   return "null" if value is None else str(value)
 
 

@@ -325,6 +325,8 @@ def test_studies_command_lists_presets_and_criteria(capsys, tmp_path):
   assert not re.search(r"\.\d{9,}", out), "criteria values are printed to 4 significant digits"
   assert results.fmt_value([-0.021974319236349515, 0.0172119140625]) == "[-0.02197, 0.01721]"
   assert results.fmt_value(None) == "null" and results.fmt_value(3) == "3"
+  assert results.fmt_value({"infused": {"F*": [None, 8466.807133847664], "sign": "none"}}) == \
+      "{infused: {F*: [null, 8467], sign: none}}"
   assert cli.main(["studies", "--figures", str(tmp_path)]) == 0
   empty = capsys.readouterr().out
   assert empty.count(": not run") == sum(len(s.results_stems) for s in studies.STUDIES.values())
