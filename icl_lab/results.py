@@ -20,7 +20,7 @@ from typing import Any
 
 from icl_lab import manifest
 from icl_lab.config import ConfigError
-from icl_lab.io import is_writer, write_json
+from icl_lab.io import is_writer, read_json, write_json
 
 HEADLINE_DIR = Path("figures")
 SCRATCH_DIR = Path("results")
@@ -182,6 +182,15 @@ def fmt_value(value: Any) -> str:
   if isinstance(value, Mapping):
     return "{" + ", ".join(f"{k}: {fmt_value(v)}" for k, v in value.items()) + "}"
   return "null" if value is None else str(value)
+
+
+def write_and_print(dest: Destination, base: str, payload: dict[str, Any], *, wall_s: float,
+                    **kwargs: Any) -> list[Path]:
+  """`write`, then print the written file's criteria and the wall clock."""
+  paths = write(dest, base, payload, wall_s=wall_s, **kwargs)
+  print(format_criteria(read_json(paths[0])["criteria"]))
+  print(f"({wall_s:.0f} s)")
+  return paths
 
 
 def format_criteria(criteria: Sequence[Mapping[str, Any]]) -> str:

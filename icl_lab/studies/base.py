@@ -96,6 +96,12 @@ def settings_for(study: str, by_preset: Mapping[str, S], req: RunRequest) -> S:
   return settings
 
 
+def settings_record(settings) -> dict[str, Any]:
+  """A study's settings as its results file stores them: every field but `cpu_s` (a machine's
+  timing estimate, not part of what was run)."""
+  return {k: v for k, v in dataclasses.asdict(settings).items() if k != "cpu_s"}
+
+
 def _parse(key: str, raw: str, typ: Any) -> Any:
   origin, args = typing.get_origin(typ), typing.get_args(typ)
   if origin is tuple:

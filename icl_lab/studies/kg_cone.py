@@ -23,7 +23,7 @@ from icl_lab.analysis.cone import cone_score
 from icl_lab.config import ConfigError
 from icl_lab.io import read_json
 from icl_lab.results import Criterion, Seeds
-from icl_lab.studies.base import Output, RunRequest, Study, settings_for
+from icl_lab.studies.base import Output, RunRequest, Study, settings_for, settings_record
 from icl_lab.studies.plotting import save_figure
 from icl_lab.tasks import descendants
 from icl_lab.training.pairs import PairTrain, train_pairs
@@ -90,14 +90,11 @@ def run(req: RunRequest, dest: results.Destination) -> list[Path]:
   wall = time.perf_counter() - t0
   payload = {"preset": req.preset, "nodes": len(parent_N), "parents": parent_N.tolist(),
              "descendant_pairs": int(rel_NxN.sum()),
-             "settings": {k: v for k, v in dataclasses.asdict(s).items() if k != "cpu_s"}, "variants": variants,
+             "settings": settings_record(s), "variants": variants,
              "wall_s": wall}
   seeds = Seeds(tuple(s.seeds), (), 0)
-  paths = results.write(dest, NAME, payload, preset=req.preset, seeds=seeds, wall_s=wall, criteria=criteria,
-                        plot=plot)
-  print(results.format_criteria(read_json(paths[0])["criteria"]))
-  print(f"({wall:.0f} s)")
-  return paths
+  return results.write_and_print(dest, NAME, payload, preset=req.preset, seeds=seeds, wall_s=wall,
+                                 criteria=criteria, plot=plot)
 
 
 # ---------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from icl_lab import results
 from icl_lab.config import ConfigError
 from icl_lab.io import read_json
 from icl_lab.results import Criterion, Seeds
-from icl_lab.studies.base import Output, RunRequest, Study, settings_for
+from icl_lab.studies.base import Output, RunRequest, Study, settings_for, settings_record
 from icl_lab.studies.plotting import save_figure
 from icl_lab.tasks import kg_context as kc
 from icl_lab.training.tokens import TokenTrain, token_run_dir, train_tokens
@@ -112,7 +112,7 @@ def run(req: RunRequest, dest: results.Destination) -> list[Path]:
   print(f"{len(kc.pool(s.spec(), False))} training families, sequences of {task.seq_len} tokens, "
         f"vocabulary {task.vocab_size}", flush=True)
   # Every setting shapes the training or the evaluations kept in the run's history.
-  key = {"task": "kg_context", **{k: v for k, v in dataclasses.asdict(s).items() if k != "cpu_s"}}
+  key = {"task": "kg_context", **settings_record(s)}
   ens = train_tokens(task, spec, s.seeds, [s.weight_decay] * len(s.seeds),
                      lambda step: task.sample_host(s.data_seed, step, s.batch_size), evaluate,
                      ckpt_dir=token_run_dir(req.runs_dir, NAME, req.preset, key), data_key=key)
@@ -125,15 +125,12 @@ def run(req: RunRequest, dest: results.Destination) -> list[Path]:
                    for k in kc.KIND_NAMES} for split in evals}
   wall = time.perf_counter() - t0
   payload = {"preset": req.preset, "seq_len": task.seq_len, "vocab_size": task.vocab_size,
-             "max_facts": task.max_facts, "settings": {k: v for k, v in dataclasses.asdict(s).items() if k != "cpu_s"},
+             "max_facts": task.max_facts, "settings": settings_record(s),
              "steps": ens.steps_C.tolist(), "loss_curve": ens.loss_KxC.mean(0).tolist(), "curves": curves,
              "final": final, "train_s": ens.wall_s, "wall_s": wall}
   seeds = Seeds(tuple(s.seeds), (s.data_seed,), s.eval_seed)
-  paths = results.write(dest, NAME, payload, preset=req.preset, seeds=seeds, wall_s=wall, criteria=criteria,
-                        plot=plot)
-  print(results.format_criteria(read_json(paths[0])["criteria"]))
-  print(f"({wall:.0f} s)")
-  return paths
+  return results.write_and_print(dest, NAME, payload, preset=req.preset, seeds=seeds, wall_s=wall,
+                                 criteria=criteria, plot=plot)
 
 
 # ---------------------------------------------------------------------------

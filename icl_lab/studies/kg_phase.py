@@ -31,7 +31,7 @@ from icl_lab import results
 from icl_lab.config import ConfigError
 from icl_lab.io import read_json
 from icl_lab.results import Criterion, Seeds
-from icl_lab.studies.base import Output, RunRequest, Study, settings_for
+from icl_lab.studies.base import Output, RunRequest, Study, settings_for, settings_record
 from icl_lab.studies.plotting import save_figure
 from icl_lab.tasks import family_graph as fg
 from icl_lab.training.link import LinkTrain, train_ensemble
@@ -183,15 +183,12 @@ def run(req: RunRequest, dest: results.Destination) -> list[Path]:
   print(f"ablation at phi = {s.ablation_phi}: shared {abl['shared']:.3f}, single relation {abl['single']:.3f}")
   wall = time.perf_counter() - t0
   payload = {"preset": req.preset, "graph": "hinton", "queries": g.num_queries, "entities": g.num_entities,
-             "settings": {k: v for k, v in dataclasses.asdict(s).items() if k != "cpu_s"},
+             "settings": settings_record(s),
              "steps": list(range(0, s.steps + 1, s.eval_every)), "cells": cells, "ablation": abl,
              "wall_s": wall}
   seeds = Seeds(tuple(s.seeds), tuple(s.seeds), s.seeds[0])
-  paths = results.write(dest, NAME, payload, preset=req.preset, seeds=seeds, wall_s=wall, criteria=criteria,
-                        plot=plot)
-  print(results.format_criteria(read_json(paths[0])["criteria"]))
-  print(f"({wall:.0f} s)")
-  return paths
+  return results.write_and_print(dest, NAME, payload, preset=req.preset, seeds=seeds, wall_s=wall,
+                                 criteria=criteria, plot=plot)
 
 
 # ---------------------------------------------------------------------------

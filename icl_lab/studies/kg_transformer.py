@@ -34,7 +34,7 @@ from icl_lab.config import ConfigError
 from icl_lab.io import read_json
 from icl_lab.results import Criterion, Seeds
 from icl_lab.studies import kg_universality as ku
-from icl_lab.studies.base import Output, RunRequest, Study, settings_for
+from icl_lab.studies.base import Output, RunRequest, Study, settings_for, settings_record
 from icl_lab.studies.plotting import save_figure
 from icl_lab.tasks import family_graph as fg
 from icl_lab.tasks import kg_tokens
@@ -224,15 +224,12 @@ def run(req: RunRequest, dest: results.Destination) -> list[Path]:
   wall = time.perf_counter() - t0
   payload = {"preset": req.preset, "graph": f"forest({s.founders}, {s.generations}, seed {s.forest_seed})",
              "entities": g.num_entities, "queries": g.num_queries, "train_queries": int(train_Q.sum()),
-             "fit_entities": len(fit_idx), "settings": {k: v for k, v in dataclasses.asdict(s).items() if k != "cpu_s"},
+             "fit_entities": len(fit_idx), "settings": settings_record(s),
              "steps": steps, "transformers": tfs, "mlps": mlps, "layers": by_layer,
              "groups": by_layer[s.rep_layer]["groups"], "wall_s": wall}
   seeds = Seeds(tuple(s.seeds), (s.split_seed,), s.map_seed)
-  paths = results.write(dest, NAME, payload, preset=req.preset, seeds=seeds, wall_s=wall, criteria=criteria,
-                        plot=plot)
-  print(results.format_criteria(read_json(paths[0])["criteria"]))
-  print(f"({wall:.0f} s)")
-  return paths
+  return results.write_and_print(dest, NAME, payload, preset=req.preset, seeds=seeds, wall_s=wall,
+                                 criteria=criteria, plot=plot)
 
 
 # ---------------------------------------------------------------------------
