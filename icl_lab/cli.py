@@ -326,7 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     from icl_lab.training.checkpoints import CheckpointError
     from icl_lab.training.runlock import RunLockedError
     from icl_lab.training.train import TrainingError
-    if isinstance(err, (TrainingError, RunLockedError, CheckpointError)):
+    # FloatingPointError: the token, link and pair trainers' non-finite loss or state, whose
+    # messages name the step and the fix.
+    if isinstance(err, (TrainingError, RunLockedError, CheckpointError, FloatingPointError)):
       print(f"icl-lab: {err}", file=sys.stderr)
       return 1
     raise

@@ -3,7 +3,7 @@ preset end to end."""
 
 import numpy as np
 
-from icl_lab import studies
+from icl_lab import cli, studies
 from icl_lab.io import read_json
 from icl_lab.studies import kg_in_context as kic
 from icl_lab.studies.base import RunRequest
@@ -46,3 +46,12 @@ def test_tiny_preset_end_to_end(tmp_path, capsys):
   assert f"reusing finished run {run_dir}" in out and "step 20:" not in out
   again = read_json(tmp_path / "again" / "kg_in_context_tiny.json")
   assert again["final"] == r["final"] and again["loss_curve"] == r["loss_curve"]
+
+
+def test_a_diverging_run_stops_with_one_line_naming_the_fix(tmp_path, capsys):
+  argv = ["run", "kg_in_context", "--preset", "tiny", "--set", "study.lr=1e30", "--out", str(tmp_path / "out"),
+          "--runs-dir", str(tmp_path / "runs")]
+  assert cli.main(argv) == 1
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err == ["icl-lab: token-transformer loss is [nan] at step 20: lower the learning rate"]
+  assert not (tmp_path / "out").exists()
