@@ -22,10 +22,11 @@ from icl_lab.training.train import make_schedule
 
 ROOT = Path(__file__).resolve().parent.parent
 P2048 = ROOT / "experiments/knowledge_entropy_persons2048"
+ONETOKEN = ROOT / "experiments/knowledge_entropy_onetoken"
 RUNS = {
     "2048 persons, cosine (2 seeds)": P2048 / "knowledge_entropy_decay_quick-custom-a0fa06ea.json",
-    "quick, 256 persons, cosine (2 seeds)": ROOT / "figures/knowledge_entropy_decay.json",
-    "quick, WSD control (2 seeds)": ROOT / "figures/knowledge_entropy_decay.json",
+    "quick, 256 persons, cosine (2 seeds)": ONETOKEN / "knowledge_entropy_decay.json",
+    "quick, WSD control (2 seeds)": ONETOKEN / "knowledge_entropy_decay.json",
     "over-trained L2/H32 (1 seed)": ROOT / "experiments/knowledge_entropy_overtrained/"
                                            "knowledge_entropy_decay_quick-custom-814a70d2.json",
 }

@@ -86,9 +86,10 @@ def test_person_draw_keeps_old_run_hashes_at_its_default():
   from icl_lab.studies import knowledge_entropy
 
   ke_quick = knowledge_entropy.PRETRAIN["quick"]
-  # The knowledge-entropy quick preset's pretraining run folder (figures/knowledge_entropy_decay.json),
-  # hashed before facts.person_draw existed. Its facts section differs from the default, so the new
-  # field would enter its hash unless it is dropped at its default.
+  # The knowledge-entropy quick preset's pretraining run folder
+  # (experiments/knowledge_entropy_onetoken/knowledge_entropy_decay.json), hashed before
+  # facts.person_draw existed. Its facts section differs from the default, so the new field would
+  # enter its hash unless it is dropped at its default.
   assert ke_quick.facts != FactConfig() and ke_quick.hash() == "c03f1f9ed3"
   assert get_preset("quick").hash() == "c803089acf"  # default facts: the whole section is dropped
   inverse = apply_overrides(ke_quick, ["facts.person_draw=inverse_cdf"])

@@ -49,7 +49,12 @@ from icl_lab.tasks import fact_world
 from icl_lab.training import checkpoints, train
 
 NAME = "knowledge_entropy"
-HEADLINE_PRESET = "quick"
+# The capacity-pressure world is the headline: on the one-token quick world every checkpoint answers
+# every pretraining fact (P = 1), so forgetting and acquisition had nothing to compete for (those
+# results are kept in experiments/knowledge_entropy_onetoken/ as the unsaturated contrast).
+HEADLINE_PRESET = "pressure"
+# The world must be contested: the final checkpoint answers at most this share of its facts.
+MAX_FINAL_P = 0.8
 DECAY, ACQUISITION, RESUSCITATION = "knowledge_entropy_decay", "knowledge_acquisition", "knowledge_resuscitation"
 # How the *_ci95 intervals are drawn; files without the key predate it and hold within-seed intervals.
 INTERVAL = "hierarchical bootstrap: seeds, then items within each drawn seed"
@@ -547,6 +552,10 @@ def criteria_decay(r: dict) -> list[Criterion]:
     crho = _spearman_from(cs[keep], np.asarray(c["entropy"])[keep], start)
     out.append(Criterion(f"WSD control: Spearman ρ(step, H) from {frac} to the start of its decay (no annealing)",
                          crho, "≤ −0.9", crho is not None and crho <= -0.9))
+  if "P" in r:  # absent from files written before it
+    final_p = r["P"][-1]
+    out.append(Criterion("capacity pressure: share of the pretraining facts answered at the final checkpoint",
+                         final_p, f"≤ {MAX_FINAL_P}", final_p <= MAX_FINAL_P))
   return out
 
 

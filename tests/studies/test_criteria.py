@@ -129,8 +129,8 @@ def test_scoreboard_names_inconclusive_criteria_and_old_ke_files_still_read(tmp_
   from icl_lab.io import read_json, write_json
   from icl_lab.studies import knowledge_entropy, readme
 
-  figures = Path(__file__).resolve().parents[2] / "figures"
-  # The committed quick results predate the paired intervals: the rows' own intervals decide.
+  figures = Path(__file__).resolve().parents[2] / "experiments" / "knowledge_entropy_onetoken"
+  # The committed one-token quick results predate the paired intervals: the rows' own intervals decide.
   r = read_json(figures / "knowledge_resuscitation.json")
   q05 = knowledge_entropy.criteria_resuscitation(r)[2]
   assert q05.value < 0 and results.verdict(q05) == "inconclusive"  # ΔA −0.008, the rows' intervals overlap
