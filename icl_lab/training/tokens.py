@@ -4,7 +4,10 @@ The knowledge-graph token tasks (`icl_lab.tasks.kg_tokens`, `icl_lab.tasks.kg_co
 that a `Config` does not name (a graph, its split, a pool of families), so they train here rather
 than through `training.train`, like the MLP link predictors of `training.link`. K members (one
 init seed and one weight decay each) share every batch and train as one vmapped, jitted step; the
-loss is the task's own (`NextTokenTask.loss`: masked next-token cross-entropy).
+loss is the task's own (`NextTokenTask.loss`: masked next-token cross-entropy). With several
+devices (the lab's two host CPU devices, `training.host`) each batch is split over them and the
+members are replicated, so both cores work on every step; the numbers then differ from a
+one-device run to float32 rounding.
 
 Given a folder (`ckpt_dir`, see `token_run_dir`), a run saves its state there with
 `training.checkpoints` (Orbax, keep-N, a corrupt newest step falls back to an older one) and its
@@ -32,12 +35,14 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from flax import nnx
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from icl_lab.config import Config, ModelConfig, TrainConfig
 from icl_lab.io import atomic_write_text
 from icl_lab.tasks.next_token import NextTokenTask, TokenBatch
 from icl_lab.training import checkpoints, runlock
-from icl_lab.training.train import nonfinite_leaves
+from icl_lab.training.train import make_mesh, nonfinite_leaves
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +119,14 @@ def train_tokens(task: NextTokenTask, spec: TokenTrain, seeds, weight_decays,
     return optax.adamw(sched, b1=0.9, b2=spec.b2, weight_decay=wd)
 
   opt_K = jax.vmap(lambda p: tx(0.0).init(p))(params_K)  # the state's structure does not depend on wd
+  # The small token models are overhead-bound on CPU: one device leaves the other core idle.
+  mesh = make_mesh()
+  if mesh is not None and spec.batch_size % mesh.size:
+    mesh = None  # a batch the devices cannot split evenly trains on one
+  replicate = (lambda t: t) if mesh is None else (lambda t: jax.device_put(t, NamedSharding(mesh, P())))
+  split_batch = ((lambda b: jax.tree.map(jnp.asarray, b)) if mesh is None
+                 else (lambda b: jax.device_put(jax.tree.map(np.asarray, b), NamedSharding(mesh, P("data")))))
+  params_K, opt_K = replicate(params_K), replicate(opt_K)
 
   def member_step(params, opt, wd, batch):
     loss, grads = jax.value_and_grad(lambda p: task.loss(nnx.merge(graphdef, p), batch, cfg, None, 0))(params)
@@ -152,7 +165,7 @@ def train_tokens(task: NextTokenTask, spec: TokenTrain, seeds, weight_decays,
       if mngr.latest_step() is not None:
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, {"params": params_K, "opt": opt_K})
         start, state = checkpoints.restore_latest(mngr, ckpt_dir, abstract, log=log or (lambda msg: None))
-        params_K, opt_K = state["params"], state["opt"]
+        params_K, opt_K = replicate(state["params"]), replicate(state["opt"])
         hist = _read_history(ckpt_dir, start)
         if log:
           log(f"reusing finished run {ckpt_dir}" if start == spec.steps
@@ -160,14 +173,14 @@ def train_tokens(task: NextTokenTask, spec: TokenTrain, seeds, weight_decays,
 
     t0 = time.perf_counter()
     if hist is None:
-      first = jax.tree.map(jnp.asarray, batch_fn(0))
+      first = split_batch(batch_fn(0))
       # train_s: training seconds at each evaluation, over every invocation (a resumed run spans several)
       hist = {"steps": [0], "loss": [np.asarray(loss_fn(params_K, first))], "evals": [evaluate_all(params_K)],
               "train_s": [time.perf_counter() - t0]}
     prior_s = hist["train_s"][-1] if start else 0.0
     end = spec.steps if stop_at_step is None else min(stop_at_step, spec.steps)
     for step in range(start, end):
-      batch = jax.tree.map(jnp.asarray, batch_fn(step))
+      batch = split_batch(batch_fn(step))
       params_K, opt_K, loss_K = step_fn(params_K, opt_K, batch)
       if (step + 1) % spec.eval_every == 0:
         loss_K = np.asarray(loss_K)

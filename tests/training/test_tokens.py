@@ -4,6 +4,10 @@ is refused, a corrupt newest checkpoint falls back to the previous one, a finish
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -92,3 +96,27 @@ def test_run_folder_is_named_by_study_preset_and_settings(tmp_path):
   assert a.parent == tmp_path and a.name.startswith("kg_x-tiny-")
   assert a == token_run_dir(tmp_path, "kg_x", "tiny", {"seeds": [0], "steps": 40})
   assert a != token_run_dir(tmp_path, "kg_x", "tiny", {"steps": 60, "seeds": (0,)})
+
+
+TWO_DEVICES = """
+import json, jax, numpy as np
+from icl_lab.tasks import family_graph as fg, kg_tokens
+from icl_lab.training.tokens import TokenTrain, train_tokens
+assert jax.device_count() == 2, jax.devices()
+spec = TokenTrain(layers=1, hidden=16, heads=2, lr=3e-3, warmup=4, steps=20, batch_size=16, eval_every=5)
+g = fg.graph(fg.forest(3, 2, 0))
+task = kg_tokens.TripleTask(g, fg.split(g, 0.8, 0), 1, True)
+ens = train_tokens(task, spec, (0, 1), (1.0, 0.0), lambda step: task.sample_host(0, step, 16), lambda f: None, log=None)
+leaf = jax.tree.leaves(ens.params_K)[0]
+print(json.dumps({"loss": ens.loss_KxC.tolist(), "devices": len(leaf.sharding.device_set)}))
+"""
+
+
+def test_two_host_devices_train_the_same_members_to_rounding(task, reference):
+  """Each batch is split over both host devices (both cores work); the losses agree with one device."""
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-c", TWO_DEVICES], capture_output=True, text=True, env=env, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert out["devices"] == 2
+  np.testing.assert_allclose(out["loss"], reference.loss_KxC, rtol=1e-4)
