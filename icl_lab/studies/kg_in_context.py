@@ -92,6 +92,23 @@ def per_kind(correct_BxQ: np.ndarray, kind_BxQ: np.ndarray) -> dict[str, dict]:
           for i, k in enumerate(kc.KIND_NAMES)}
 
 
+def by_relation(task: kc.ContextTask, b: kc.Batch, logits_K: list) -> dict[str, dict]:
+  """Held-out accuracy per queried relation, pooled over the members' final models, next to the
+  sex-matched guess (`ContextTask.guess_rate`): the floor a model reaches by naming a context
+  person of the answer's sex."""
+  rel_BxQ, guess_BxQ = task.relation_BxQ(b), task.guess_rate(b)
+  correct_KxBxQ = np.stack([task.correct(np.asarray(logits), b) for logits in logits_K])
+  out = {}
+  for kind in kc.KIND_NAMES:
+    for rel in kc.KINDS[kind]:
+      sel_BxQ = rel_BxQ == rel
+      n = int(sel_BxQ.sum())
+      out[rel] = {"kind": kind, "count": n,
+                  "accuracy": float(correct_KxBxQ[:, sel_BxQ].mean()) if n else None,
+                  "guess": float(guess_BxQ[sel_BxQ].mean()) if n else None}
+  return out
+
+
 def run(req: RunRequest, dest: results.Destination) -> list[Path]:
   s = settings_for(NAME, SETTINGS, req)
   check(s)
@@ -123,11 +140,12 @@ def run(req: RunRequest, dest: results.Destination) -> list[Path]:
                        "count": sum(e[split][k]["count"] for e in ens.evals[-1]),
                        "seeds": [e[split][k]["hits"] / max(e[split][k]["count"], 1) for e in ens.evals[-1]]}
                    for k in kc.KIND_NAMES} for split in evals}
+  relations = by_relation(task, evals["held_out"], [ens.model(k)(ids["held_out"]) for k in range(len(s.seeds))])
   wall = time.perf_counter() - t0
   payload = {"preset": req.preset, "seq_len": task.seq_len, "vocab_size": task.vocab_size,
              "max_facts": task.max_facts, "settings": settings_record(s),
              "steps": ens.steps_C.tolist(), "loss_curve": ens.loss_KxC.mean(0).tolist(), "curves": curves,
-             "final": final, "train_s": ens.wall_s, "wall_s": wall}
+             "final": final, "by_relation": relations, "train_s": ens.wall_s, "wall_s": wall}
   seeds = Seeds(tuple(s.seeds), (s.data_seed,), s.eval_seed)
   return results.write_and_print(dest, NAME, payload, preset=req.preset, seeds=seeds, wall_s=wall,
                                  criteria=criteria, plot=plot)
@@ -191,6 +209,12 @@ def readme(r: dict) -> str:
     h, t = r["final"]["held_out"][kind], r["final"]["train_pool"][kind]
     lines.append(f"| {kind} | {', '.join(kc.KINDS[kind])} | {h['count']} | {h['accuracy']:.3f} | "
                  f"{t['accuracy']:.3f} | ≥ {TARGETS[kind]:g} |")
+  if "by_relation" in r:  # files written before it lack the breakdown
+    lines += ["", "Per relation, held-out, against a uniform guess among the context's people of the answer's sex:", "",
+              "| relation | kind | queries | accuracy | sex-matched guess |", "|---|---|---|---|---|"]
+    for rel, v in r["by_relation"].items():
+      if v["count"]:
+        lines.append(f"| {rel} | {v['kind']} | {v['count']} | {v['accuracy']:.3f} | {v['guess']:.3f} |")
   return "\n".join(lines)
 
 

@@ -182,6 +182,30 @@ class ContextTask(NextTokenTask):
   def sample_host(self, seed: int, step: int, batch_size: int) -> TokenBatch:
     return self.batch(seed, step, batch_size).tokens()
 
+  def guess_rate(self, b: Batch) -> np.ndarray:
+    """guess_BxQ: the accuracy of a uniform guess among the sequence's facts' names of the answer's
+    sex, the query's subject excluded: what a model that knows the answer's sex and that it is a
+    name in the context, but not which, scores."""
+    n = self.spec.names_per_sex
+    first_male = male_name(0)
+    guess = np.zeros(b.kind_BxQ.shape)
+    facts_BxF = b.ids_BxT[:, 1:b.answer_pos_Q[0] - 3]
+    for i in range(b.ids_BxT.shape[0]):
+      present = np.zeros(self.vocab_size, bool)
+      present[facts_BxF[i][facts_BxF[i] >= first_male]] = True
+      for q, pos in enumerate(b.answer_pos_Q):
+        ans = b.answers_BxQxV[i, q]
+        lo = first_male if ans[first_male:first_male + n].any() else first_male + n  # the answer's sex
+        cand_V = np.zeros(self.vocab_size, bool)
+        cand_V[lo:lo + n] = present[lo:lo + n]
+        cand_V[b.ids_BxT[i, pos - 2]] = False  # the subject does not answer its own query
+        guess[i, q] = (cand_V & ans).sum() / max(cand_V.sum(), 1)
+    return guess
+
+  def relation_BxQ(self, b: Batch) -> np.ndarray:
+    """Each query's relation name (its token sits one before the answer)."""
+    return np.asarray(RELATIONS)[b.ids_BxT[:, b.answer_pos_Q - 1] - FIRST_REL]
+
   def correct(self, logits_BxTxV: np.ndarray, b: Batch) -> np.ndarray:
     """correct_BxQ: the top-1 token at each answer's position (read one before it) answers it."""
     top_BxQ = np.asarray(logits_BxTxV)[:, b.answer_pos_Q - 1].argmax(-1)
