@@ -66,7 +66,7 @@ def test_criteria_are_the_issues_thresholds():
 
 
 def test_tiny_preset_end_to_end(tmp_path, capsys):
-  assert studies.get("kg_in_context").headline_preset == "quick"
+  assert studies.get("kg_in_context").headline_preset == "cpu"
   paths = studies.run("kg_in_context", RunRequest("tiny", out=tmp_path, runs_dir=tmp_path / "runs"))
   assert {p.name for p in paths} == {"kg_in_context_tiny.json", "kg_in_context_tiny.png", "kg_in_context_tiny.pdf"}
   r = read_json(tmp_path / "kg_in_context_tiny.json")
