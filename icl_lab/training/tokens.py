@@ -123,10 +123,10 @@ def train_tokens(task: NextTokenTask, spec: TokenTrain, seeds, weight_decays,
   mesh = make_mesh()
   if mesh is not None and spec.batch_size % mesh.size:
     mesh = None  # a batch the devices cannot split evenly trains on one
-  replicate = (lambda t: t) if mesh is None else (lambda t: jax.device_put(t, NamedSharding(mesh, P())))
-  split_batch = ((lambda b: jax.tree.map(jnp.asarray, b)) if mesh is None
-                 else (lambda b: jax.device_put(jax.tree.map(np.asarray, b), NamedSharding(mesh, P("data")))))
-  params_K, opt_K = replicate(params_K), replicate(opt_K)
+  # With no mesh, device_put(x, None) is the default device's placement, as before.
+  replicated, batch_sharding = ((None, None) if mesh is None
+                                else (NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))))
+  params_K, opt_K = jax.device_put((params_K, opt_K), replicated)
 
   def member_step(params, opt, wd, batch):
     loss, grads = jax.value_and_grad(lambda p: task.loss(nnx.merge(graphdef, p), batch, cfg, None, 0))(params)
@@ -165,7 +165,7 @@ def train_tokens(task: NextTokenTask, spec: TokenTrain, seeds, weight_decays,
       if mngr.latest_step() is not None:
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, {"params": params_K, "opt": opt_K})
         start, state = checkpoints.restore_latest(mngr, ckpt_dir, abstract, log=log or (lambda msg: None))
-        params_K, opt_K = replicate(state["params"]), replicate(state["opt"])
+        params_K, opt_K = jax.device_put((state["params"], state["opt"]), replicated)
         hist = _read_history(ckpt_dir, start)
         if log:
           log(f"reusing finished run {ckpt_dir}" if start == spec.steps
@@ -173,14 +173,14 @@ def train_tokens(task: NextTokenTask, spec: TokenTrain, seeds, weight_decays,
 
     t0 = time.perf_counter()
     if hist is None:
-      first = split_batch(batch_fn(0))
+      first = jax.device_put(batch_fn(0), batch_sharding)
       # train_s: training seconds at each evaluation, over every invocation (a resumed run spans several)
       hist = {"steps": [0], "loss": [np.asarray(loss_fn(params_K, first))], "evals": [evaluate_all(params_K)],
               "train_s": [time.perf_counter() - t0]}
     prior_s = hist["train_s"][-1] if start else 0.0
     end = spec.steps if stop_at_step is None else min(stop_at_step, spec.steps)
     for step in range(start, end):
-      batch = split_batch(batch_fn(step))
+      batch = jax.device_put(batch_fn(step), batch_sharding)
       params_K, opt_K, loss_K = step_fn(params_K, opt_K, batch)
       if (step + 1) % spec.eval_every == 0:
         loss_K = np.asarray(loss_K)

@@ -99,14 +99,15 @@ def test_run_folder_is_named_by_study_preset_and_settings(tmp_path):
 
 
 TWO_DEVICES = """
-import json, jax, numpy as np
+import json, sys, jax, numpy as np
 from icl_lab.tasks import family_graph as fg, kg_tokens
 from icl_lab.training.tokens import TokenTrain, train_tokens
 assert jax.device_count() == 2, jax.devices()
-spec = TokenTrain(layers=1, hidden=16, heads=2, lr=3e-3, warmup=4, steps=20, batch_size=16, eval_every=5)
-g = fg.graph(fg.forest(3, 2, 0))
+spec, seeds, wds = TokenTrain(**json.loads(sys.argv[1])), json.loads(sys.argv[2]), json.loads(sys.argv[3])
+g = fg.graph(fg.forest(3, 2, 0))  # the module's `task` fixture
 task = kg_tokens.TripleTask(g, fg.split(g, 0.8, 0), 1, True)
-ens = train_tokens(task, spec, (0, 1), (1.0, 0.0), lambda step: task.sample_host(0, step, 16), lambda f: None, log=None)
+batch_fn = lambda step: task.sample_host(0, step, spec.batch_size)
+ens = train_tokens(task, spec, seeds, wds, batch_fn, lambda f: None, log=None)
 leaf = jax.tree.leaves(ens.params_K)[0]
 print(json.dumps({"loss": ens.loss_KxC.tolist(), "devices": len(leaf.sharding.device_set)}))
 """
@@ -115,7 +116,9 @@ print(json.dumps({"loss": ens.loss_KxC.tolist(), "devices": len(leaf.sharding.de
 def test_two_host_devices_train_the_same_members_to_rounding(task, reference):
   """Each batch is split over both host devices (both cores work); the losses agree with one device."""
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
-  proc = subprocess.run([sys.executable, "-c", TWO_DEVICES], capture_output=True, text=True, env=env, timeout=300)
+  args = [json.dumps(dataclasses.asdict(SPEC)), json.dumps(SEEDS), json.dumps(WDS)]
+  proc = subprocess.run([sys.executable, "-c", TWO_DEVICES, *args], capture_output=True, text=True, env=env,
+                        timeout=300)
   assert proc.returncode == 0, proc.stderr
   out = json.loads(proc.stdout.strip().splitlines()[-1])
   assert out["devices"] == 2
