@@ -6,6 +6,7 @@ import functools
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -166,3 +167,21 @@ def screen(cfg, runs_dir="runs", num_prompts: int = 1024) -> dict:
           "steps": cfg.train.steps, "train_s": done["train_s"],
           "projection_a": result["projection_a"],
           "mspd_over_d": result["mspd_over_d"], "closest_learner": result["closest_learner"]}
+
+
+# Where a model sits on the ridge path, as Fig. 1, 2 and 3 and the recipe screens read it.
+PATH_LEARNERS = ("ols", "ridge(0.1)")
+PATH_VS = "ridge(0.1)"
+
+
+def ridge_path(predict, cfg, num_prompts: int, seed: int = EVAL_SEED) -> dict[str, Any]:
+  """Where a model sits on the ridge path, on `num_prompts` prompts of `seed`: MSPD/d to OLS and
+  ridge(0.1), the projection a against ridge(0.1) (OLS as reference) and λ*. The same numbers as
+  `evaluate.compare` gives for those learners, without its implicit weights and errors."""
+  batch = eval_batch(cfg.task, num_prompts, seed=seed)
+  d = cfg.task.dim
+  preds_BxN = predict_in_chunks(predict, batch.xs_BxNxD, batch.ys_BxN)
+  ref = {n: learners.get_learner(n)(batch.xs_BxNxD, batch.ys_BxN).preds_BxN for n in PATH_LEARNERS}
+  return {"mspd_over_d": {n: metrics.mspd(metrics.spd_over_d(preds_BxN, r, d), d) for n, r in ref.items()},
+          "projection_a": {PATH_VS: {"ref": "ols", **metrics.projection_a(preds_BxN, ref[PATH_VS], ref["ols"])}},
+          "lambda_star": metrics.effective_ridge(preds_BxN, batch.xs_BxNxD, batch.ys_BxN)}

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from icl_lab import manifest, results
-from icl_lab.analysis import evaluate, metrics
-from icl_lab.analysis.learners import FIG1_LEARNERS, get_learner
+from icl_lab.analysis import evaluate
+from icl_lab.analysis.learners import FIG1_LEARNERS
 from icl_lab.config import Config, ConfigError
 from icl_lab.io import is_writer, read_json, write_json
 from icl_lab.studies.base import RunRequest, check_learners
@@ -130,35 +130,18 @@ def evaluate_record(run_dir: Path, spec: EvalSpec) -> dict[str, Any]:
   result = evaluate.compare(predict, batch, spec.learners, weights_prompts=spec.weights_prompts,
                             projection_ref=None, all_projections=True, lambda_star=True)
   # The final checkpoint's point of the curve is the full evaluation's; only earlier ones are loaded.
-  final = {"mspd_over_d": {n: result["mspd_over_d"][n] for n in _PATH_LEARNERS},
-           "projection_a": {_PATH_VS: {"ref": "ols", **result["projections"]["ols"][_PATH_VS]}},
+  final = {"mspd_over_d": {n: result["mspd_over_d"][n] for n in evaluate.PATH_LEARNERS},
+           "projection_a": {evaluate.PATH_VS: {"ref": "ols", **result["projections"]["ols"][evaluate.PATH_VS]}},
            "lambda_star": result["lambda_star"]}
-  curve = [_curve_point(step, ridge_path(*_predict_at(run_dir, step), spec.num_prompts))
+  curve = [_curve_point(step, evaluate.ridge_path(*_predict_at(run_dir, step), spec.num_prompts))
            for step in train.kept_steps(run_dir)[:-1]] + [_curve_point(cfg.train.steps, final)]
-  held = ridge_path(predict, cfg, spec.num_prompts, seed=HELDOUT_SEED)
+  held = evaluate.ridge_path(predict, cfg, spec.num_prompts, seed=HELDOUT_SEED)
   return {"run": run_dir.name, "config": cfg.to_dict(), "train_s": train.train_seconds(run_dir),
           "device": manifest.device_description(),  # where it was evaluated (and, by a unit, trained)
           "lambda_star_curve": curve,
           "eval": {"learners": list(spec.learners), "num_prompts": spec.num_prompts,
                    "weights_prompts": spec.weights_prompts, "eval_seed": evaluate.EVAL_SEED},
           "result": result, "heldout": {"seed": HELDOUT_SEED, **held}}
-
-
-_PATH_LEARNERS = ("ols", "ridge(0.1)")
-_PATH_VS = "ridge(0.1)"
-
-
-def ridge_path(predict, cfg: Config, num_prompts: int, seed: int = evaluate.EVAL_SEED) -> dict[str, Any]:
-  """Where a model sits on the ridge path, on `num_prompts` prompts of `seed`: MSPD/d to OLS and
-  ridge(0.1), the projection a against ridge(0.1) (OLS as reference) and λ*. The same numbers as
-  `evaluate.compare` gives for those learners, without its implicit weights and errors."""
-  batch = evaluate.eval_batch(cfg.task, num_prompts, seed=seed)
-  d = cfg.task.dim
-  preds_BxN = evaluate.predict_in_chunks(predict, batch.xs_BxNxD, batch.ys_BxN)
-  ref = {n: get_learner(n)(batch.xs_BxNxD, batch.ys_BxN).preds_BxN for n in _PATH_LEARNERS}
-  return {"mspd_over_d": {n: metrics.mspd(metrics.spd_over_d(preds_BxN, r, d), d) for n, r in ref.items()},
-          "projection_a": {_PATH_VS: {"ref": "ols", **metrics.projection_a(preds_BxN, ref[_PATH_VS], ref["ols"])}},
-          "lambda_star": metrics.effective_ridge(preds_BxN, batch.xs_BxNxD, batch.ys_BxN)}
 
 
 def _predict_at(run_dir: Path, step: int):
@@ -168,7 +151,8 @@ def _predict_at(run_dir: Path, step: int):
 
 def _curve_point(step: int, path: dict[str, Any]) -> dict[str, Any]:
   lam = path["lambda_star"]
-  return {"step": step, "lambda_star": lam["lam"], "ci95": lam["ci95"], "projection_a": path["projection_a"][_PATH_VS]}
+  return {"step": step, "lambda_star": lam["lam"], "ci95": lam["ci95"],
+          "projection_a": path["projection_a"][evaluate.PATH_VS]}
 
 
 def criteria(record: dict[str, Any]) -> list[results.Criterion]:

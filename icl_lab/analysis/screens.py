@@ -1,0 +1,73 @@
+"""Recipe screens measured by what a recipe costs: training seconds until the projection a of the
+model against ridge(0.1) (OLS as the reference) falls below a threshold on Fig. 1's task.
+
+`until_a` trains a run in segments and scores each new checkpoint on the fixed evaluation prompts,
+stopping at the first checkpoint below the threshold, so a fast recipe is not charged for the rest
+of its schedule. Its run folder stays resumable: the same call later reuses what is there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from icl_lab.analysis import evaluate
+from icl_lab.config import Config, ConfigError
+from icl_lab.training import train
+
+
+def seconds_to_step(metrics: list[dict[str, Any]], step: int) -> float:
+  """Training wall seconds from step 0 to `step`, summed from the run's log (each line's steps
+  over its measured rate, so every invocation's compile time is included, as a user pays it)."""
+  total, prev = 0.0, 0
+  for rec in metrics:
+    if rec["step"] > step:
+      break
+    total += (rec["step"] - prev) / rec["steps_per_s"]
+    prev = rec["step"]
+  if prev != step:
+    raise ValueError(f"the log has no line at step {step} (last logged step {prev})")
+  return total
+
+
+def point(run_dir: Path, step: int, num_prompts: int) -> dict[str, Any]:
+  """One checkpoint's place on the ridge path and the training seconds it took to reach it."""
+  cfg, model = train.load_model(run_dir, step)
+  path = evaluate.ridge_path(evaluate.model_predict_fn(model, cfg.task.token_format), cfg, num_prompts)
+  a = path["projection_a"][evaluate.PATH_VS]
+  return {"step": step, "train_s": seconds_to_step(train.read_metrics(run_dir), step),
+          "a": a["a"], "ci95": a["ci95"], "lambda_star": path["lambda_star"]["lam"],
+          "mspd_over_d": path["mspd_over_d"]}
+
+
+def first_below(curve: list[dict[str, Any]], threshold: float) -> dict[str, Any] | None:
+  return next((p for p in curve if p["a"] < threshold), None)
+
+
+def until_a(cfg: Config, runs_dir: str | Path = "runs", *, threshold: float = 0.5, segment_steps: int = 0,
+            num_prompts: int = 1024, log=print) -> dict[str, Any]:
+  """Trains `cfg` until a checkpoint's a < `threshold` (or to its last step); returns the curve of
+  every checkpoint scored and the first one below the threshold (None if none was)."""
+  tr = cfg.train
+  segment = segment_steps or 3 * tr.checkpoint_every
+  if segment % tr.checkpoint_every:
+    raise ConfigError(f"segment_steps={segment} must be a multiple of train.checkpoint_every={tr.checkpoint_every}")
+  if tr.keep_checkpoints * tr.checkpoint_every < segment:
+    raise ConfigError(f"train.keep_checkpoints={tr.keep_checkpoints} drops checkpoints before they are scored; "
+                      f"set it to at least {segment // tr.checkpoint_every}")
+  run_dir = train.run_dir_for(cfg, runs_dir)
+  curve: list[dict[str, Any]] = []
+  stop = 0
+  while stop < tr.steps and first_below(curve, threshold) is None:
+    stop = min(stop + segment, tr.steps)
+    train.train(cfg, runs_dir, stop_at_step=stop)
+    scored = {p["step"] for p in curve}
+    for step in train.kept_steps(run_dir):
+      if step <= stop and step not in scored:
+        curve.append(point(run_dir, step, num_prompts))
+        log(f"{run_dir.name} step {step}: a = {curve[-1]['a']:.3f}, λ* = {curve[-1]['lambda_star']:.3g}, "
+            f"{curve[-1]['train_s']:.0f} s of training")
+    curve.sort(key=lambda p: p["step"])
+  return {"run": run_dir.name, "seed": tr.seed, "data_seed": tr.data_seed, "steps": tr.steps,
+          "threshold": threshold, "num_prompts": num_prompts, "curve": curve,
+          "first_below": first_below(curve, threshold)}
