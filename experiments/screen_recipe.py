@@ -46,9 +46,14 @@ def row_from_record(path: str, name: str, threshold: float) -> dict:
           "num_prompts": rec["eval"]["num_prompts"], "curve": curve, "first_below": below}
 
 
+def _at_median(p: dict) -> str:
+  """Seconds at the run's median step cost: comparable between runs that shared the cores unevenly."""
+  return f"{p['step'] * p['s_per_step_median']:.0f}" if "s_per_step_median" in p else "n/a"
+
+
 def table(log: str) -> str:
-  lines = ["| screen | overrides | seed | steps to a < A | train s to a < A | a there [95% CI] | λ* there |",
-           "|---|---|---|---|---|---|---|"]
+  lines = ["| screen | overrides | seed | steps to a < A | train s to a < A (logged) | steps × median s/step | "
+           "a there [95% CI] | λ* there |", "|---|---|---|---|---|---|---|---|"]
   for raw in Path(log).read_text().splitlines():
     r = json.loads(raw)
     over = " ".join(f"`{o}`" for o in r["overrides"]) or "(the cpu recipe)"
@@ -56,10 +61,11 @@ def table(log: str) -> str:
     if b is None:
       last = r["curve"][-1]
       lines.append(f"| {r['name']} | {over} | {r['seed']} | not below {r['threshold']} by {last['step']} "
-                   f"(a = {last['a']:.3f}) | > {last['train_s']:.0f} | | |")
+                   f"(a = {last['a']:.3f}) | > {last['train_s']:.0f} | {_at_median(last)} | | |")
     else:
       note = " (prorated)" if r.get("seconds") == "prorated" else ""
-      lines.append(f"| {r['name']} | {over} | {r['seed']} | {b['step']} of {r['steps']} | {b['train_s']:.0f}{note} | "
+      lines.append(f"| {r['name']} | {over} | {r['seed']} | {b['step']} of {r['steps']} | "
+                   f"{b['train_s']:.0f}{note} | {_at_median(b)} | "
                    f"{b['a']:.3f} [{b['ci95'][0]:.3f}, {b['ci95'][1]:.3f}] | {b['lambda_star']:.3g} |")
   return "\n".join(lines)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from icl_lab.analysis import evaluate
 from icl_lab.config import Config, ConfigError
 from icl_lab.training import train
@@ -30,12 +32,19 @@ def seconds_to_step(metrics: list[dict[str, Any]], step: int) -> float:
   return total
 
 
+def median_seconds_per_step(metrics: list[dict[str, Any]], step: int) -> float:
+  """The median of the logged seconds per step up to `step`: the step's cost on this machine, robust
+  to compiles, pauses and other jobs that share the cores for part of the run."""
+  return float(np.median([1.0 / rec["steps_per_s"] for rec in metrics if rec["step"] <= step]))
+
+
 def point(run_dir: Path, step: int, num_prompts: int) -> dict[str, Any]:
   """One checkpoint's place on the ridge path and the training seconds it took to reach it."""
   cfg, model = train.load_model(run_dir, step)
   path = evaluate.ridge_path(evaluate.model_predict_fn(model, cfg.task.token_format), cfg, num_prompts)
   a = path["projection_a"][evaluate.PATH_VS]
-  return {"step": step, "train_s": seconds_to_step(train.read_metrics(run_dir), step),
+  log = train.read_metrics(run_dir)
+  return {"step": step, "train_s": seconds_to_step(log, step), "s_per_step_median": median_seconds_per_step(log, step),
           "a": a["a"], "ci95": a["ci95"], "lambda_star": path["lambda_star"]["lam"],
           "mspd_over_d": path["mspd_over_d"]}
 
