@@ -1,6 +1,9 @@
 """Recipe screens: seconds from the log, and training that stops at the first checkpoint below a."""
 
+import importlib.util
+import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -34,10 +37,26 @@ def test_until_a_stops_after_the_segment_that_crosses_and_resumes_to_the_end(tmp
   assert not train.is_done(run_dir) and max(train.kept_steps(run_dir)) == 200
   assert 0 < got["curve"][0]["train_s"] < got["curve"][1]["train_s"]
   # Nothing is below −inf: the same call resumes the run to its end and scores every checkpoint.
+  crossed = got
   got = screens.until_a(cfg, tmp_path, threshold=-math.inf, segment_steps=200, num_prompts=64, log=lambda m: None)
   assert [p["step"] for p in got["curve"]] == [100, 200, 300, 400]
   assert got["first_below"] is None and train.is_done(run_dir)
   assert all(p["a"] == pytest.approx(p["a"]) for p in got["curve"])  # finite numbers, not NaN
+  # The screens table of experiments/README.md renders both kinds of line.
+  log = tmp_path / "screens_to_a.jsonl"
+  rows = (("fast", crossed), ("slow", got))
+  log.write_text("".join(json.dumps({"name": n, "overrides": [], **r}) + "\n" for n, r in rows))
+  lines = _screen_script().table(str(log)).splitlines()
+  assert lines[2].startswith("| fast | (the cpu recipe) | 0 | 100 of 400 |")
+  assert lines[3].startswith("| slow | (the cpu recipe) | 0 | not below -inf by 400 ")
+
+
+def _screen_script():
+  path = Path(__file__).parents[2] / "experiments" / "screen_recipe.py"
+  spec = importlib.util.spec_from_file_location("screen_recipe", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 def test_until_a_refuses_a_segment_that_outlives_the_kept_checkpoints(tmp_path):
