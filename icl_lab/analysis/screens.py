@@ -18,20 +18,6 @@ from icl_lab.config import Config, ConfigError
 from icl_lab.training import train
 
 
-def seconds_to_step(metrics: list[dict[str, Any]], step: int) -> float:
-  """Training wall seconds from step 0 to `step`, summed from the run's log (each line's steps
-  over its measured rate, so every invocation's compile time is included, as a user pays it)."""
-  total, prev = 0.0, 0
-  for rec in metrics:
-    if rec["step"] > step:
-      break
-    total += (rec["step"] - prev) / rec["steps_per_s"]
-    prev = rec["step"]
-  if prev != step:
-    raise ValueError(f"the log has no line at step {step} (last logged step {prev})")
-  return total
-
-
 def median_seconds_per_step(metrics: list[dict[str, Any]], step: int) -> float:
   """The median of the logged seconds per step up to `step`: the step's cost on this machine, robust
   to compiles, pauses and other jobs that share the cores for part of the run."""
@@ -44,7 +30,8 @@ def point(run_dir: Path, step: int, num_prompts: int) -> dict[str, Any]:
   path = evaluate.ridge_path(evaluate.model_predict_fn(model, cfg.task.token_format), cfg, num_prompts)
   a = path["projection_a"][evaluate.PATH_VS]
   log = train.read_metrics(run_dir)
-  return {"step": step, "train_s": seconds_to_step(log, step), "s_per_step_median": median_seconds_per_step(log, step),
+  return {"step": step, "train_s": train.logged_seconds(log, step),
+          "s_per_step_median": median_seconds_per_step(log, step),
           "a": a["a"], "ci95": a["ci95"], "lambda_star": path["lambda_star"]["lam"],
           "mspd_over_d": path["mspd_over_d"]}
 

@@ -476,9 +476,7 @@ def _loop(cfgs, run_dirs, mngrs, tx, graphdef, states, *, progress, stop_at_step
     wall = time.perf_counter() - t_start
     for d in run_dirs if main else ():
       # Training time over every invocation (a resumed run spans several), from the log.
-      records = read_metrics(d)
-      steps_prev = [0] + [r["step"] for r in records[:-1]]
-      logged = sum((r["step"] - p) / r["steps_per_s"] for r, p in zip(records, steps_prev))
+      logged = logged_seconds(read_metrics(d), tr.steps)
       summary = {"steps": tr.steps, "resumed_from": start, "wall_s": wall, "train_s_all_invocations": logged,
                  "steps_per_s": (tr.steps - start) / max(wall, 1e-9), "ensemble_size": k,
                  "device": jax.devices()[0].device_kind, "num_devices": jax.device_count(),
@@ -510,6 +508,20 @@ def nonfinite_leaves(tree) -> list[str]:
   flat, _ = jax.tree_util.tree_flatten_with_path(tree)
   return [jax.tree_util.keystr(path) for path, leaf in flat
           if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.floating) and not bool(_host(jnp.all(jnp.isfinite(leaf))))]
+
+
+def logged_seconds(metrics: list[dict[str, Any]], step: int) -> float:
+  """Training wall seconds from step 0 to `step`, summed from a run's log (each line's steps over
+  its measured rate, so every invocation's compile time is included, as a user pays it)."""
+  total, prev = 0.0, 0
+  for rec in metrics:
+    if rec["step"] > step:
+      break
+    total += (rec["step"] - prev) / rec["steps_per_s"]
+    prev = rec["step"]
+  if prev != step:
+    raise ValueError(f"the log has no line at step {step} (last logged step {prev})")
+  return total
 
 
 def read_done(run_dir: str | os.PathLike) -> dict[str, Any]:

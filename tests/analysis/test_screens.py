@@ -12,14 +12,14 @@ from icl_lab.analysis import screens
 from icl_lab.training import train
 
 
-def test_seconds_to_step_sums_each_logged_interval_over_its_rate():
+def test_logged_seconds_sum_each_logged_interval_over_its_rate():
   log = [{"step": 100, "steps_per_s": 10.0}, {"step": 300, "steps_per_s": 50.0}, {"step": 400, "steps_per_s": 25.0}]
-  assert screens.seconds_to_step(log, 300) == pytest.approx(100 / 10 + 200 / 50)
-  assert screens.seconds_to_step(log, 400) == pytest.approx(14.0 + 4.0)
+  assert train.logged_seconds(log, 300) == pytest.approx(100 / 10 + 200 / 50)
+  assert train.logged_seconds(log, 400) == pytest.approx(14.0 + 4.0)
   assert screens.median_seconds_per_step(log, 300) == pytest.approx((0.1 + 0.02) / 2)
   assert screens.median_seconds_per_step(log, 400) == pytest.approx(0.04)
   with pytest.raises(ValueError, match="no line at step 200"):
-    screens.seconds_to_step(log, 200)
+    train.logged_seconds(log, 200)
 
 
 def _tiny(**train_kw):
