@@ -13,7 +13,7 @@ import numpy as np
 from flax import nnx
 
 from icl_lab.analysis import learners, metrics
-from icl_lab.config import TaskConfig
+from icl_lab.config import Config, TaskConfig
 from icl_lab.models import transformer as model_lib
 from icl_lab.tasks import regression
 
@@ -167,6 +167,14 @@ def screen(cfg, runs_dir="runs", num_prompts: int = 1024) -> dict:
           "steps": cfg.train.steps, "train_s": done["train_s"],
           "projection_a": result["projection_a"],
           "mspd_over_d": result["mspd_over_d"], "closest_learner": result["closest_learner"]}
+
+
+def predict_at(run_dir, step: int | None = None) -> tuple[Callable, Config]:
+  """A run's predictor at the checkpoint of `step` (default: the newest), and the run's config."""
+  from icl_lab.training import train
+
+  cfg, model = train.load_model(run_dir, step)
+  return model_predict_fn(model, cfg.task.token_format), cfg
 
 
 # Where a model sits on the ridge path, as Fig. 1, 2 and 3 and the recipe screens read it.

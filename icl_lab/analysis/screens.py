@@ -26,8 +26,7 @@ def median_seconds_per_step(metrics: list[dict[str, Any]], step: int) -> float:
 
 def point(run_dir: Path, step: int, num_prompts: int) -> dict[str, Any]:
   """One checkpoint's place on the ridge path and the training seconds it took to reach it."""
-  cfg, model = train.load_model(run_dir, step)
-  path = evaluate.ridge_path(evaluate.model_predict_fn(model, cfg.task.token_format), cfg, num_prompts)
+  path = evaluate.ridge_path(*evaluate.predict_at(run_dir, step), num_prompts)
   a = path["projection_a"][evaluate.PATH_VS]
   log = train.read_metrics(run_dir)
   return {"step": step, "train_s": train.logged_seconds(log, step),
@@ -63,7 +62,6 @@ def until_a(cfg: Config, runs_dir: str | Path = "runs", *, threshold: float = 0.
         curve.append(point(run_dir, step, num_prompts))
         log(f"{run_dir.name} step {step}: a = {curve[-1]['a']:.3f}, λ* = {curve[-1]['lambda_star']:.3g}, "
             f"{curve[-1]['train_s']:.0f} s of training")
-    curve.sort(key=lambda p: p["step"])
   return {"run": run_dir.name, "seed": tr.seed, "data_seed": tr.data_seed, "steps": tr.steps,
           "threshold": threshold, "num_prompts": num_prompts, "curve": curve,
           "first_below": first_below(curve, threshold)}

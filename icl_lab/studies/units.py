@@ -124,8 +124,7 @@ def evaluate_record(run_dir: Path, spec: EvalSpec) -> dict[str, Any]:
   """A trained run's record: `evaluate.compare` against the spec's learners (every pair of OLS
   and ridge projections, and λ*), plus λ* and the projection a against ridge(0.1) at every kept
   checkpoint, and on held-out prompts of their own seed."""
-  cfg, model = train.load_model(run_dir)
-  predict = evaluate.model_predict_fn(model, cfg.task.token_format)
+  predict, cfg = evaluate.predict_at(run_dir)
   batch = evaluate.eval_batch(cfg.task, spec.num_prompts)
   result = evaluate.compare(predict, batch, spec.learners, weights_prompts=spec.weights_prompts,
                             projection_ref=None, all_projections=True, lambda_star=True)
@@ -133,7 +132,7 @@ def evaluate_record(run_dir: Path, spec: EvalSpec) -> dict[str, Any]:
   final = {"mspd_over_d": {n: result["mspd_over_d"][n] for n in evaluate.PATH_LEARNERS},
            "projection_a": {evaluate.PATH_VS: {"ref": "ols", **result["projections"]["ols"][evaluate.PATH_VS]}},
            "lambda_star": result["lambda_star"]}
-  curve = [_curve_point(step, evaluate.ridge_path(*_predict_at(run_dir, step), spec.num_prompts))
+  curve = [_curve_point(step, evaluate.ridge_path(*evaluate.predict_at(run_dir, step), spec.num_prompts))
            for step in train.kept_steps(run_dir)[:-1]] + [_curve_point(cfg.train.steps, final)]
   held = evaluate.ridge_path(predict, cfg, spec.num_prompts, seed=HELDOUT_SEED)
   return {"run": run_dir.name, "config": cfg.to_dict(), "train_s": train.train_seconds(run_dir),
@@ -142,11 +141,6 @@ def evaluate_record(run_dir: Path, spec: EvalSpec) -> dict[str, Any]:
           "eval": {"learners": list(spec.learners), "num_prompts": spec.num_prompts,
                    "weights_prompts": spec.weights_prompts, "eval_seed": evaluate.EVAL_SEED},
           "result": result, "heldout": {"seed": HELDOUT_SEED, **held}}
-
-
-def _predict_at(run_dir: Path, step: int):
-  cfg, model = train.load_model(run_dir, step)
-  return evaluate.model_predict_fn(model, cfg.task.token_format), cfg
 
 
 def _curve_point(step: int, path: dict[str, Any]) -> dict[str, Any]:
