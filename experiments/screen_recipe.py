@@ -84,6 +84,9 @@ def main() -> None:
   p.add_argument("--seeds", default="0,1", help="comma-separated; each sets train.seed and train.data_seed")
   p.add_argument("--until-a", type=float, default=None, metavar="A",
                  help="train the recipe until a < A instead, scoring every checkpoint")
+  p.add_argument("--max-steps", type=int, default=0, metavar="N",
+                 help="with --until-a: stop at step N if a has not crossed by then (the schedule stays the "
+                 "full run's; rerun without it to resume)")
   p.add_argument("--from-record", default=None, metavar="PATH", help="with --until-a: a line from a unit record")
   p.add_argument("--table", action="store_true", help="print the --until-a log as a markdown table")
   p.add_argument("--log", default=None, help="default: experiments/screens.jsonl, or screens_to_a.jsonl")
@@ -113,10 +116,11 @@ def main() -> None:
       cfg = config.apply_overrides(base, [f"train.seed={seed}", f"train.data_seed={seed}"])
       if to_a:
         row = {"name": args.name, "overrides": args.overrides,
-               **screens.until_a(cfg, args.runs_dir, threshold=args.until_a)}
-        b = row["first_below"]
+               **screens.until_a(cfg, args.runs_dir, threshold=args.until_a, max_steps=args.max_steps)}
+        b, last = row["first_below"], row["curve"][-1]
         print(f"{args.name} seed {seed}: " + (f"a = {b['a']:.3f} < {args.until_a} at step {b['step']} after "
-                                              f"{b['train_s']:.0f} s" if b else f"a never below {args.until_a}"),
+                                              f"{b['train_s']:.0f} s" if b else
+                                              f"a not below {args.until_a} by step {last['step']}"),
               flush=True)
       else:
         row = {"name": args.name, "overrides": args.overrides, **evaluate.screen(cfg, args.runs_dir)}

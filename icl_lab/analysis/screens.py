@@ -40,21 +40,26 @@ def first_below(curve: list[dict[str, Any]], threshold: float) -> dict[str, Any]
 
 
 def until_a(cfg: Config, runs_dir: str | Path = "runs", *, threshold: float = 0.5, segment_steps: int = 0,
-            num_prompts: int = 1024, log=print) -> dict[str, Any]:
-  """Trains `cfg` until a checkpoint's a < `threshold` (or to its last step); returns the curve of
-  every checkpoint scored and the first one below the threshold (None if none was)."""
+            max_steps: int = 0, num_prompts: int = 1024, log=print) -> dict[str, Any]:
+  """Trains `cfg` until a checkpoint's a < `threshold` (or to its last step, or to `max_steps` if set);
+  returns the curve of every checkpoint scored and the first one below the threshold (None if none
+  was). The schedule stays the full run's: a budget only stops early, and a later call resumes."""
   tr = cfg.train
+  if max_steps < 0 or max_steps % tr.checkpoint_every:
+    raise ConfigError(f"max_steps={max_steps} must be a positive multiple of train.checkpoint_every="
+                      f"{tr.checkpoint_every}")
   segment = segment_steps or 3 * tr.checkpoint_every
   if segment % tr.checkpoint_every:
     raise ConfigError(f"segment_steps={segment} must be a multiple of train.checkpoint_every={tr.checkpoint_every}")
   if tr.keep_checkpoints * tr.checkpoint_every < segment:
     raise ConfigError(f"train.keep_checkpoints={tr.keep_checkpoints} drops checkpoints before they are scored; "
                       f"set it to at least {segment // tr.checkpoint_every}")
+  budget = min(max_steps or tr.steps, tr.steps)
   run_dir = train.run_dir_for(cfg, runs_dir)
   curve: list[dict[str, Any]] = []
   stop = 0
-  while stop < tr.steps and first_below(curve, threshold) is None:
-    stop = min(stop + segment, tr.steps)
+  while stop < budget and first_below(curve, threshold) is None:
+    stop = min(stop + segment, budget)
     train.train(cfg, runs_dir, stop_at_step=stop)
     scored = {p["step"] for p in curve}
     for step in train.kept_steps(run_dir):
@@ -63,5 +68,5 @@ def until_a(cfg: Config, runs_dir: str | Path = "runs", *, threshold: float = 0.
         log(f"{run_dir.name} step {step}: a = {curve[-1]['a']:.3f}, λ* = {curve[-1]['lambda_star']:.3g}, "
             f"{curve[-1]['train_s']:.0f} s of training")
   return {"run": run_dir.name, "seed": tr.seed, "data_seed": tr.data_seed, "steps": tr.steps,
-          "threshold": threshold, "num_prompts": num_prompts, "curve": curve,
+          "budget": budget, "threshold": threshold, "num_prompts": num_prompts, "curve": curve,
           "first_below": first_below(curve, threshold)}

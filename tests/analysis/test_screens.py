@@ -36,8 +36,14 @@ def test_until_a_stops_after_the_segment_that_crosses_and_resumes_to_the_end(tmp
   assert got["first_below"]["step"] == 100
   assert not train.is_done(run_dir) and max(train.kept_steps(run_dir)) == 200
   assert 0 < got["curve"][0]["train_s"] < got["curve"][1]["train_s"]
-  # Nothing is below −inf: the same call resumes the run to its end and scores every checkpoint.
   crossed = got
+  # A budget stops a run that has not crossed, on the full run's schedule, and says where.
+  got = screens.until_a(cfg, tmp_path, threshold=-math.inf, segment_steps=200, max_steps=300, num_prompts=64,
+                        log=lambda m: None)
+  assert [p["step"] for p in got["curve"]] == [100, 200, 300]
+  assert got["first_below"] is None and got["budget"] == 300 and got["steps"] == 400
+  assert not train.is_done(run_dir) and max(train.kept_steps(run_dir)) == 300
+  # Nothing is below −inf: the same call resumes the run to its end and scores every checkpoint.
   got = screens.until_a(cfg, tmp_path, threshold=-math.inf, segment_steps=200, num_prompts=64, log=lambda m: None)
   assert [p["step"] for p in got["curve"]] == [100, 200, 300, 400]
   assert got["first_below"] is None and train.is_done(run_dir)
@@ -64,3 +70,6 @@ def test_until_a_refuses_a_segment_that_outlives_the_kept_checkpoints(tmp_path):
     screens.until_a(_tiny(keep_checkpoints=2), tmp_path, segment_steps=300)
   with pytest.raises(config.ConfigError, match="multiple of train.checkpoint_every"):
     screens.until_a(_tiny(), tmp_path, segment_steps=150)
+  for bad in (-100, 250):
+    with pytest.raises(config.ConfigError, match=f"max_steps={bad} must be a positive multiple"):
+      screens.until_a(_tiny(), tmp_path, max_steps=bad)
