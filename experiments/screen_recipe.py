@@ -11,8 +11,8 @@ Two measures, one JSON line per seed each:
   scoring every checkpoint and stopping at the first below A, appended to
   experiments/screens_to_a.jsonl:
 
-    python experiments/screen_recipe.py --until-a 0.5 --name "no curriculum" \\
-      --set task.curriculum_steps=0 --set task.curriculum_start_dim=0
+    python experiments/screen_recipe.py --until-a 0.5 --name "curriculum 20%" \\
+      --set task.curriculum_start_dim=2 --set task.curriculum_steps=7200
 
   `--from-record figures/units/RUN.json --name NAME` adds a line for a run that a study already
   trained and scored at every checkpoint (its seconds prorated from the run's training time), and

@@ -46,7 +46,7 @@ SETTINGS = {
     "quick": Settings(("train.steps=5000", "task.curriculum_steps=2000", "train.checkpoint_every=1000"),
                       cpu_s=4200),
     # Fig. 1's cpu recipe (36k steps) at every point, one model per unit; L8/H64 seed 0 is Fig. 1's
-    # cpu model. About 5 hours on 2 cores in all (L1 to L8 cost about 1/5 to 1 of the L8 model's 47 minutes).
+    # cpu model. About 5 hours on 2 cores in all (L1 to L8 cost about 1/5 to 1 of the L8 model's 51 minutes).
     "cpu": Settings(ensemble=False, cpu_s=5 * 3600),
     # The cpu recipe on one accelerator: each point's seeds train as one vmapped ensemble, and the
     # seven units fit on one GPU side by side (docs/usage.md has the command).
@@ -137,9 +137,10 @@ def run(req: RunRequest, dest: results.Destination) -> list[Path]:
           per_name[name][v, i] = res["mspd_over_d"][name]["full"]
         lam[v, i] = res["lambda_star"]["lam"]
     mspd = {name: seed_summary(a) for name, a in per_name.items()}
-    complete = not any(np.isnan(a).any() for a in per_name.values())
+    # A point is shown as soon as all its seeds are recorded, so a study in progress shows what it has.
+    done = [not any(np.isnan(a[v]).any() for a in per_name.values()) for v in range(len(values))]
     payload[panel] = {"values": list(values), "fixed": fixed, "runs": runs, "mspd_over_d": mspd,
-                      "closest": [closest(mspd, v) if complete else None for v in range(len(values))]}
+                      "closest": [closest(mspd, v) if done[v] else None for v in range(len(values))]}
     if found:
       payload[panel]["lambda_star"] = seed_summary(lam)
   distinct = list({c.hash(): c for c in every}.values())
@@ -220,6 +221,8 @@ def plot(json_path: str | Path) -> list[Path]:
       ax.plot(xs, mean, marker="o", label=name, color=COLORS.get(name))
       ax.fill_between(xs, lo, hi, alpha=0.15, color=COLORS.get(name))
     ax.set_xscale("log", base=2)
+    ax.set_xlim(min(xs) / 1.3, max(xs) * 1.3)  # the whole sweep, recorded or not
+    ax.set_xticks(xs, [str(x) for x in xs])
     if drawn:
       ax.set_yscale("log")
     else:
@@ -228,9 +231,11 @@ def plot(json_path: str | Path) -> list[Path]:
     ax.set_ylabel("MSPD/d (all n)")
     ax.set_title(f"{panel}: {sweep.get('fixed', '')}")
     ax.grid(alpha=0.3, which="both", lw=0.4)
-  # Outside the axes: in the width panel every corner holds a curve.
-  if axes[0][-1].get_legend_handles_labels()[0]:
-    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+  # Outside the axes: in the width panel every corner holds a curve. While a study is in progress
+  # the labels come from whichever panel has curves.
+  handles, labels = max((ax.get_legend_handles_labels() for ax in axes[0]), key=lambda hl: len(hl[1]))
+  if handles:
+    axes[0][-1].legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
   fig.suptitle(f"Fig. 3: depth and width (d = {r['d']}, {r.get('seeds_per_point', '?')} seeds per point)")
   return save_figure(fig, json_path)
 

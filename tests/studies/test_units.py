@@ -149,3 +149,16 @@ def test_an_incomplete_study_counts_models_not_units():
   payload = {"num_units": 7, "num_models": 14, "missing_units": [f"gpu-{i}" for i in range(12)]}
   (crit,) = results.criteria_for(payload, lambda p: [])
   assert (crit.value, crit.target, crit.met) == ("2 of 14", "all 14", False)
+
+
+def test_fig3_in_progress_shows_each_point_whose_seeds_are_all_recorded(tmp_path):
+  # Tiny Fig. 3 with depths 1 and 2: units of two seeds each, L1/H32 and L2/H32 (the depth panel) and
+  # L1/H16 (the width panel); only the first is trained.
+  req = RunRequest("tiny", ("study.depths=1,2",), tmp_path / "runs", tmp_path / "out", unit="0")
+  (path,) = studies.run("fig3", req)[:1]
+  r = read_json(path)
+  assert r["missing_units"] == r["depth"]["runs"][2:] + r["width"]["runs"] and not r["criteria"][0]["met"]
+  assert r["depth"]["closest"][0] in ("ols", "gd(0.02)") and r["depth"]["closest"][1] is None
+  assert r["width"]["closest"] == [None]
+  table = fig3.readme(r)
+  assert "| L2/H32 | not yet run |" in table and "| L1/H32 | not yet run |" not in table
