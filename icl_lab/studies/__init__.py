@@ -66,6 +66,12 @@ def run(name: str, req: RunRequest) -> list[Path]:
   from icl_lab import manifest
 
   study = get(name)
+  if study.plan is None:  # --unit, --no-train and --fresh mean nothing here: refuse, never ignore
+    used = [flag for flag, on in (("--unit", req.unit is not None), ("--no-train", not req.train_missing),
+                                  ("--fresh", req.fresh)) if on]
+    if used:
+      raise ConfigError(f"{'/'.join(used)}: study {name} does not run in units (those that do: "
+                        f"{', '.join(s.name for s in STUDIES.values() if s.plan)}); drop the flag to run it whole")
   dest = results.destination(req.preset, study.headline_preset, req.overrides, req.out, promote=req.promote)
   manifest.git_commit()  # read now: the manifest records the code the study started with
   paths = study.run(req, dest)

@@ -103,6 +103,15 @@ def test_unknown_unit_is_refused_naming_the_choices():
     units.select(unit_list, "7")
 
 
+def test_unit_flags_on_a_study_that_does_not_run_in_units_are_refused_before_any_training(tmp_path):
+  for kwargs, flags in (({"unit": "0"}, "--unit"), ({"train_missing": False}, "--no-train"),
+                        ({"unit": "1", "fresh": True}, "--unit/--fresh")):
+    req = RunRequest("tiny", (), tmp_path / "runs", tmp_path / "out", **kwargs)
+    with pytest.raises(ConfigError, match=f"^{flags}: study kg_phase does not run in units .*fig1, fig2, fig3"):
+      studies.run("kg_phase", req)
+  assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()
+
+
 def test_fig3_phase_order_criterion_on_hand_values():
   base = {"depth": {"values": [1, 2, 4, 8], "mspd_over_d": {"ols": {"mean": [3.0, 2.0, 1.0, 0.1]},
                                                              "gd(0.01)": {"mean": [0.1, 1.0, 2.0, 3.0]}}}}
