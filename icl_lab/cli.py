@@ -120,8 +120,7 @@ def cmd_units(args) -> None:
 
   study = studies.get(args.study)
   if study.plan is None:
-    raise config_lib.ConfigError(f"study {study.name} does not run in units; units: "
-                                 f"{', '.join(s.name for s in studies.STUDIES.values() if s.plan)}")
+    raise config_lib.ConfigError(f"study {study.name} does not run in units; units: {studies.in_units()}")
   req = studies.RunRequest(args.preset, tuple(args.overrides), Path(args.runs_dir),
                            None if args.out is None else Path(args.out), fresh=args.fresh)
   unit_list, spec = study.plan(req)

@@ -62,6 +62,11 @@ def output_for(stem: str) -> tuple[Study, Output] | None:
   return None
 
 
+def in_units() -> str:
+  """The names of the studies that run in units, for the messages that refuse the others."""
+  return ", ".join(s.name for s in STUDIES.values() if s.plan)
+
+
 def run(name: str, req: RunRequest) -> list[Path]:
   from icl_lab import manifest
 
@@ -70,8 +75,8 @@ def run(name: str, req: RunRequest) -> list[Path]:
     used = [flag for flag, on in (("--unit", req.unit is not None), ("--no-train", not req.train_missing),
                                   ("--fresh", req.fresh)) if on]
     if used:
-      raise ConfigError(f"{'/'.join(used)}: study {name} does not run in units (those that do: "
-                        f"{', '.join(s.name for s in STUDIES.values() if s.plan)}); drop the flag to run it whole")
+      raise ConfigError(f"{'/'.join(used)}: study {name} does not run in units (those that do: {in_units()}); "
+                        f"drop the flag to run it whole")
   dest = results.destination(req.preset, study.headline_preset, req.overrides, req.out, promote=req.promote)
   manifest.git_commit()  # read now: the manifest records the code the study started with
   paths = study.run(req, dest)
