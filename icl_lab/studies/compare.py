@@ -29,7 +29,10 @@ def agree(a: float, ia: Interval, b: float, ib: Interval) -> bool:
 
 
 def key_numbers(out: Output, payload: dict[str, Any]) -> dict[str, tuple[float, Interval]]:
-  """The study's own key numbers, else every numeric criterion value."""
+  """The study's own key numbers, else every numeric criterion value; none for a partial study
+  (unit records missing), whose numbers are not yet the study's."""
+  if payload.get("missing_units"):
+    return {}
   if out.key_numbers is not None:
     return out.key_numbers(payload)
   found = {}
@@ -46,8 +49,9 @@ def _fmt(value: float, interval: Interval) -> str:
 def render(out: Output, new: dict[str, Any], committed: dict[str, Any], new_path: Path, committed_path: Path) -> str:
   """The comparison as text: criteria, then key numbers, then one verdict line."""
   lines = [f"{new_path} against the committed {committed_path}:", "criteria (this run | committed):"]
-  crit_new = {c.name: c for c in out.criteria(new)}
-  crit_old = {c.name: c for c in out.criteria(committed)}
+  # criteria_for: a partial study (unit records missing) shows as incomplete, its own criteria unjudged
+  crit_new = {c.name: c for c in results.criteria_for(new, out.criteria)}
+  crit_old = {c.name: c for c in results.criteria_for(committed, out.criteria)}
   same_verdicts = True
   for name in dict.fromkeys([*crit_new, *crit_old]):
     a, b = crit_new.get(name), crit_old.get(name)
@@ -66,7 +70,8 @@ def render(out: Output, new: dict[str, Any], committed: dict[str, Any], new_path
     ok = agree(*nums_new[name], *nums_old[name])
     disagree += [] if ok else [name]
     lines.append(f"  {name}: {_fmt(*nums_new[name])} | {_fmt(*nums_old[name])} | {'yes' if ok else 'NO'}")
-  verdict = ("reproduced: the same criteria met and every key number within its interval"
+  verdict = ("incomplete: not compared until every unit is recorded" if new.get("missing_units") else
+             "reproduced: the same criteria met and every key number within its interval"
              if same_verdicts and not disagree else
              "differs: " + ", ".join((["criteria verdicts"] if not same_verdicts else []) + disagree))
   lines.append(verdict)

@@ -335,6 +335,24 @@ def test_compare_agreement_rule_on_hand_values():
   assert compare.agree(0.012345, None, 0.012349, None) and not compare.agree(0.0123, None, 0.0125, None)
 
 
+def test_compare_of_a_partial_study_reports_it_incomplete_without_judging_it():
+  """Fig. 2 with two unit records missing: its own criteria would read the missing units' None
+  entries; the comparison shows the incomplete criterion instead, and no key numbers."""
+  from icl_lab.studies import compare
+  out = studies.get("fig2").outputs[0]
+  full = {"noise_ratios": [0.0, 0.25], "rows": ["ridge(0)", "ridge(0.25)"], "bayes_row": [0, 1],
+          "mspd_over_d_full": [[0.1, 0.3], [0.2, 0.2]], "num_units": 2, "num_models": 2,
+          "lambda_star": [{"bayes_lambda": 0.0, "lambda_star": 0.01}, {"bayes_lambda": 0.25, "lambda_star": 0.3}]}
+  partial = {**full, "mspd_over_d_full": [[0.1, None], [0.2, None]], "missing_units": ["cpu-x"],
+             "lambda_star": [full["lambda_star"][0], None]}
+  text = compare.render(out, partial, full, Path("new.json"), Path("old.json"))
+  assert "models with an evaluation record (incomplete: the study's own criteria are not judged): missed (1 of 2)" \
+      in text
+  assert "columns whose minimum (full-range MSPD/d) is the Bayes ridge λ = σ²/τ²: absent | met (2)" in text
+  assert text.splitlines()[-1] == "incomplete: not compared until every unit is recorded"
+  assert "reproduced" in compare.render(out, full, full, Path("new.json"), Path("old.json")).splitlines()[-1]
+
+
 def test_studies_command_lists_presets_and_criteria(capsys, tmp_path):
   assert cli.main(["studies"]) == 0
   out = capsys.readouterr().out
