@@ -71,6 +71,8 @@ def render(out: Output, new: dict[str, Any], committed: dict[str, Any], new_path
     disagree += [] if ok else [name]
     lines.append(f"  {name}: {_fmt(*nums_new[name])} | {_fmt(*nums_old[name])} | {'yes' if ok else 'NO'}")
   verdict = ("incomplete: not compared until every unit is recorded" if new.get("missing_units") else
+             "new: the committed file is incomplete, so there is nothing to reproduce; --promote replaces it"
+             if committed.get("missing_units") else
              "reproduced: the same criteria met and every key number within its interval"
              if same_verdicts and not disagree else
              "differs: " + ", ".join((["criteria verdicts"] if not same_verdicts else []) + disagree))

@@ -336,8 +336,8 @@ def test_compare_agreement_rule_on_hand_values():
 
 
 def test_compare_of_a_partial_study_reports_it_incomplete_without_judging_it():
-  """Fig. 2 with two unit records missing: its own criteria would read the missing units' None
-  entries; the comparison shows the incomplete criterion instead, and no key numbers."""
+  """Fig. 2 with a unit record missing: its own criteria would read the missing unit's None entries;
+  the comparison shows the incomplete criterion instead, no key numbers, and no "reproduced"."""
   from icl_lab.studies import compare
   out = studies.get("fig2").outputs[0]
   full = {"noise_ratios": [0.0, 0.25], "rows": ["ridge(0)", "ridge(0.25)"], "bayes_row": [0, 1],
@@ -351,6 +351,8 @@ def test_compare_of_a_partial_study_reports_it_incomplete_without_judging_it():
   assert "columns whose minimum (full-range MSPD/d) is the Bayes ridge λ = σ²/τ²: absent | met (2)" in text
   assert text.splitlines()[-1] == "incomplete: not compared until every unit is recorded"
   assert "reproduced" in compare.render(out, full, full, Path("new.json"), Path("old.json")).splitlines()[-1]
+  # A complete run against a partial committed file reproduces nothing: it is new.
+  assert compare.render(out, full, partial, Path("new.json"), Path("old.json")).splitlines()[-1].startswith("new: ")
 
 
 def test_studies_command_lists_presets_and_criteria(capsys, tmp_path):
