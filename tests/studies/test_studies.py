@@ -362,7 +362,12 @@ def test_studies_command_lists_presets_and_criteria(capsys, tmp_path):
     assert f"{name}: {study.description}" in out
   assert "tiny ~30 s CPU" in out and "paper GPU" in out and "cpu (headline)" in out
   assert "fig4_probes: met: first layer where a probe decodes XᵀY" in out
-  assert "fig2_noise: missed:" in out
+  # Every committed file with a missed criterion is listed as missed, one with none as met.
+  for study in studies.STUDIES.values():
+    for stem, crit in studies.status(study).items():
+      if crit:
+        assert f"{stem}: {'met' if all(c['met'] for c in crit) else 'missed'}:" in out, stem
+  assert "infusion_law: missed:" in out and "fig2_noise: met:" in out  # at least one of each
   assert not re.search(r"\.\d{9,}", out), "criteria values are printed to 4 significant digits"
   assert results.fmt_value([-0.021974319236349515, 0.0172119140625]) == "[-0.02197, 0.01721]"
   assert results.fmt_value(None) == "null" and results.fmt_value(3) == "3"
